@@ -1,0 +1,135 @@
+# ngx_iothub_twin: build, test, run and measure.
+#
+#   make run     install what is missing, build, start the gateway in front
+#                of the bundled hub emulator
+#   make test    install what is missing, build, run every test
+#   make bench   the benchmarks (ratios measured side by side in one run)
+#   make fuzz    build the fuzzers; make fuzz-run runs them for a while
+
+SHELL       := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+NGX_SRC     ?= /usr/share/nginx/src
+NGINX       ?= /usr/sbin/nginx
+BUILD       := $(CURDIR)/build
+MODDIR      := $(CURDIR)/ngx_iothub_twin_module
+MODULE      := $(BUILD)/ngx_http_iothub_twin_module.so
+CERTS       := $(BUILD)/certs
+
+CC          ?= cc
+CLANG       ?= clang
+UNIT_CFLAGS := -std=gnu99 -O2 -g -Wall -Wextra -Werror -I$(MODDIR)
+
+# the pure parts: no nginx types, callable from tests, fuzzers, benchmarks
+PURE_SRCS   := $(MODDIR)/ngx_http_iothub_twin_id.c \
+               $(MODDIR)/ngx_http_iothub_twin_sas.c \
+               $(MODDIR)/ngx_http_iothub_twin_etag.c \
+               $(MODDIR)/ngx_http_iothub_twin_patch.c
+MOD_SRCS    := $(wildcard $(MODDIR)/*.c) $(wildcard $(MODDIR)/*.h) config
+
+UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))
+FUZZERS     := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard fuzz/fuzz_*.c))
+BENCHES     := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
+
+# what the build, the tests and the demo need, as Debian package names
+DEB_PACKAGES := nginx nginx-dev libjansson-dev libssl-dev gcc make perl \
+                openssl curl python3 clang libclang-rt-14-dev
+
+.PHONY: all build deps certs unit test run bench fuzz fuzz-run warnings clean
+
+all: build
+
+build: $(MODULE)
+
+deps:
+	@missing=""; \
+	for p in $(DEB_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null \
+	        | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	    $$sudo apt-get update -qq; \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
+	        --no-install-recommends $$missing; \
+	fi
+
+$(BUILD)/nginx/Makefile: config
+	mkdir -p $(BUILD)/nginx
+	cd $(NGX_SRC) && source ./conf_flags \
+	    && ./configure "$${NGX_CONF_FLAGS[@]}" \
+	        --add-dynamic-module=$(CURDIR) --builddir=$(BUILD)/nginx \
+	        > $(BUILD)/nginx/configure.log 2>&1 \
+	    || { tail -n 30 $(BUILD)/nginx/configure.log; exit 1; }
+
+$(MODULE): $(BUILD)/nginx/Makefile $(MOD_SRCS)
+	$(MAKE) -s -f $(BUILD)/nginx/Makefile -C $(NGX_SRC) modules
+	cp $(BUILD)/nginx/ngx_http_iothub_twin_module.so $@
+
+# the whole module with every warning gcc has for it, not only nginx's set
+warnings: $(BUILD)/nginx/Makefile
+	for f in $(wildcard $(MODDIR)/*.c); do \
+	    $(CC) -fsyntax-only -Wall -Wextra -Wno-unused-parameter -Werror \
+	        -I $(NGX_SRC)/src/core -I $(NGX_SRC)/src/event \
+	        -I $(NGX_SRC)/src/event/modules -I $(NGX_SRC)/src/os/unix \
+	        -I $(NGX_SRC)/src/http -I $(NGX_SRC)/src/http/modules \
+	        -I $(NGX_SRC)/src/http/v2 -I $(BUILD)/nginx -I $(MODDIR) "$$f"; \
+	done
+
+$(CERTS)/ca.pem:
+	mkdir -p $(CERTS)
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+	    -nodes -keyout $(CERTS)/ca.key -out $(CERTS)/ca.pem -days 3650 \
+	    -subj "/CN=ngx_iothub_twin test CA" 2>/dev/null
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+	    -keyout $(CERTS)/hub.key -out $(CERTS)/hub.csr \
+	    -subj "/CN=testhub.azure-devices.net" 2>/dev/null
+	printf 'subjectAltName=DNS:testhub.azure-devices.net,DNS:localhost,IP:127.0.0.1\n' \
+	    > $(CERTS)/hub.ext
+	openssl x509 -req -in $(CERTS)/hub.csr -CA $(CERTS)/ca.pem \
+	    -CAkey $(CERTS)/ca.key -CAcreateserial -days 3650 \
+	    -extfile $(CERTS)/hub.ext -out $(CERTS)/hub.pem 2>/dev/null
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+	    -nodes -keyout $(CERTS)/other-ca.key -out $(CERTS)/other-ca.pem \
+	    -days 3650 -subj "/CN=some other CA" 2>/dev/null
+
+certs: $(CERTS)/ca.pem
+
+$(BUILD)/unit/%: t/unit/%.c $(PURE_SRCS)
+	mkdir -p $(BUILD)/unit
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(PURE_SRCS) -lcrypto -ljansson
+
+unit: $(UNIT_TESTS)
+
+$(BUILD)/fuzz/%: fuzz/%.c $(PURE_SRCS)
+	mkdir -p $(BUILD)/fuzz
+	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -I$(MODDIR) \
+	    -o $@ $< $(PURE_SRCS) -lcrypto -ljansson
+
+fuzz: $(FUZZERS)
+
+fuzz-run: fuzz
+	for f in $(FUZZERS); do \
+	    n=$$(basename $$f); mkdir -p $(BUILD)/fuzz/corpus-$$n; \
+	    $$f -max_total_time=$${FUZZ_SECONDS:-300} $(BUILD)/fuzz/corpus-$$n \
+	        fuzz/corpus/$${n#fuzz_}; \
+	done
+
+$(BUILD)/bench/%: bench/%.c $(PURE_SRCS)
+	mkdir -p $(BUILD)/bench
+	$(CC) -std=gnu99 -O2 -g -Wall -Wextra -I$(MODDIR) -o $@ $< \
+	    $(PURE_SRCS) -lcrypto -ljansson
+
+bench: deps build certs $(BENCHES)
+	for b in $(BENCHES); do $$b; done
+	perl bench/gateway.pl
+
+test: deps build certs unit fuzz
+	prove -r t/
+
+run: deps build certs
+	./emulator/run-demo.sh
+
+clean:
+	rm -rf $(BUILD)

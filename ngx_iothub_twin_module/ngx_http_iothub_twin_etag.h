@@ -1,0 +1,47 @@
+
+/*
+ * Copyright (C) ngx_iothub_twin developers
+ *
+ * If-Match as the hub understands it, and the etag and version of a twin
+ * the hub returned.  Pure code over bytes.
+ */
+
+
+#ifndef _NGX_HTTP_IOTHUB_TWIN_ETAG_H_INCLUDED_
+#define _NGX_HTTP_IOTHUB_TWIN_ETAG_H_INCLUDED_
+
+
+#include <stddef.h>
+
+
+#define NGX_HTTP_IOTHUB_TWIN_IF_MATCH_MAX  256
+
+
+typedef enum {
+    NGX_HTTP_IOTHUB_TWIN_IF_MATCH_MALFORMED = 0,
+    NGX_HTTP_IOTHUB_TWIN_IF_MATCH_ANY,          /* *          as is */
+    NGX_HTTP_IOTHUB_TWIN_IF_MATCH_ANY_QUOTED,   /* "*"        as is */
+    NGX_HTTP_IOTHUB_TWIN_IF_MATCH_QUOTED,       /* "etag"     as is */
+    NGX_HTTP_IOTHUB_TWIN_IF_MATCH_WEAK,         /* W/"etag"   as is */
+    NGX_HTTP_IOTHUB_TWIN_IF_MATCH_BARE          /* etag       quoted */
+} ngx_http_iothub_twin_if_match_e;
+
+
+typedef struct {
+    const unsigned char  *etag;       /* inside the quotes, NULL if absent */
+    size_t                etag_len;
+    long long             version;
+    unsigned              has_version:1;
+} ngx_http_iothub_twin_twin_info_t;
+
+
+ngx_http_iothub_twin_if_match_e ngx_http_iothub_twin_if_match(
+    const unsigned char *value, size_t len, unsigned char *out,
+    size_t *out_len);
+const char *ngx_http_iothub_twin_if_match_name(
+    ngx_http_iothub_twin_if_match_e kind);
+int ngx_http_iothub_twin_twin_info(const unsigned char *json, size_t len,
+    ngx_http_iothub_twin_twin_info_t *info);
+
+
+#endif /* _NGX_HTTP_IOTHUB_TWIN_ETAG_H_INCLUDED_ */

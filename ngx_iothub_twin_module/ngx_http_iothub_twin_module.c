@@ -1,0 +1,1292 @@
+
+/*
+ * Copyright (C) ngx_iothub_twin developers
+ *
+ * The request path: recognise the twin operation, decode and check the
+ * IDs, read and validate the body, sign, and let proxy_pass forward the
+ * canonical request; on the way back, give the caller the twin's ETag.
+ */
+
+
+#include "ngx_http_iothub_twin_module.h"
+
+
+#define NGX_HTTP_IOTHUB_TWIN_RESPONSE_MAX  (1024 * 1024)
+
+
+typedef struct {
+    ngx_http_request_t  *request;
+    ngx_array_t         *paths;
+} ngx_http_iothub_twin_paths_t;
+
+
+static ngx_int_t ngx_http_iothub_twin_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_iothub_twin_start(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
+static ngx_int_t ngx_http_iothub_twin_target(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
+static ngx_int_t ngx_http_iothub_twin_method(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
+static ngx_int_t ngx_http_iothub_twin_precondition(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
+static ngx_int_t ngx_http_iothub_twin_rewrite_uri(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
+static ngx_int_t ngx_http_iothub_twin_read_body(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
+static ngx_int_t ngx_http_iothub_twin_json_type(ngx_http_request_t *r);
+static void ngx_http_iothub_twin_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_iothub_twin_body(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
+static u_char *ngx_http_iothub_twin_body_bytes(ngx_http_request_t *r,
+    size_t *len);
+static int ngx_http_iothub_twin_path(void *data, const unsigned char *path,
+    size_t len, int is_delete);
+static ngx_int_t ngx_http_iothub_twin_join_paths(ngx_http_request_t *r,
+    ngx_http_iothub_twin_ctx_t *ctx, ngx_array_t *paths);
+static ngx_int_t ngx_http_iothub_twin_sign(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
+
+static ngx_int_t ngx_http_iothub_twin_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_iothub_twin_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static ngx_int_t ngx_http_iothub_twin_hold(ngx_http_request_t *r,
+    ngx_http_iothub_twin_ctx_t *ctx, ngx_buf_t *b);
+static ngx_int_t ngx_http_iothub_twin_release(ngx_http_request_t *r,
+    ngx_http_iothub_twin_ctx_t *ctx, ngx_chain_t *rest);
+static ngx_int_t ngx_http_iothub_twin_twin_etag(ngx_http_request_t *r,
+    ngx_http_iothub_twin_ctx_t *ctx);
+
+static ngx_int_t ngx_http_iothub_twin_ctx_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_iothub_twin_hub_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_iothub_twin_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_iothub_twin_init(ngx_conf_t *cf);
+
+
+static ngx_conf_enum_t  ngx_http_iothub_twin_key_slots[] = {
+    { ngx_string("primary"), 0 },
+    { ngx_string("secondary"), 1 },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_command_t  ngx_http_iothub_twin_commands[] = {
+
+    { ngx_string("iothub_twin_pass"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_iothub_twin_pass,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("iothub_twin_hub"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_iothub_twin_loc_conf_t, hub),
+      NULL },
+
+    { ngx_string("iothub_twin_policy"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_iothub_twin_loc_conf_t, policy),
+      NULL },
+
+    { ngx_string("iothub_twin_key_file"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_iothub_twin_key_file,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("iothub_twin_key_slot"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_iothub_twin_loc_conf_t, key_slot),
+      &ngx_http_iothub_twin_key_slots },
+
+    { ngx_string("iothub_twin_token_lifetime"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_iothub_twin_set_lifetime,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("iothub_twin_api_version"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_iothub_twin_api_version,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("iothub_twin_read"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_iothub_twin_loc_conf_t, read),
+      NULL },
+
+    { ngx_string("iothub_twin_require_if_match"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_iothub_twin_loc_conf_t, require_if_match),
+      NULL },
+
+    { ngx_string("iothub_twin_max_body_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_iothub_twin_set_max_body,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_iothub_twin_module_ctx = {
+    ngx_http_iothub_twin_add_variables,    /* preconfiguration */
+    ngx_http_iothub_twin_init,             /* postconfiguration */
+
+    ngx_http_iothub_twin_create_main_conf, /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_iothub_twin_create_loc_conf,  /* create location configuration */
+    ngx_http_iothub_twin_merge_loc_conf    /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_iothub_twin_module = {
+    NGX_MODULE_V1,
+    &ngx_http_iothub_twin_module_ctx,      /* module context */
+    ngx_http_iothub_twin_commands,         /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+#define ngx_http_iothub_twin_var(name, field)                                 \
+    { ngx_string(name), NULL, ngx_http_iothub_twin_ctx_variable,             \
+      offsetof(ngx_http_iothub_twin_ctx_t, field),                           \
+      NGX_HTTP_VAR_NOCACHEABLE, 0 }
+
+static ngx_http_variable_t  ngx_http_iothub_twin_vars[] = {
+
+    ngx_http_iothub_twin_var("iothub_twin_device_id", device_id),
+    ngx_http_iothub_twin_var("iothub_twin_module_id", module_id),
+    ngx_http_iothub_twin_var("iothub_twin_operation", operation_name),
+    ngx_http_iothub_twin_var("iothub_twin_upstream_uri", upstream_uri),
+    ngx_http_iothub_twin_var("iothub_twin_token", token),
+    ngx_http_iothub_twin_var("iothub_twin_if_match", if_match),
+    ngx_http_iothub_twin_var("iothub_twin_if_match_kind", if_match_kind),
+    ngx_http_iothub_twin_var("iothub_twin_paths", paths),
+    ngx_http_iothub_twin_var("iothub_twin_error", error),
+    ngx_http_iothub_twin_var("iothub_twin_etag", etag),
+    ngx_http_iothub_twin_var("iothub_twin_version", version),
+
+    { ngx_string("iothub_twin_hub"), NULL, ngx_http_iothub_twin_hub_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+
+static ngx_int_t
+ngx_http_iothub_twin_handler(ngx_http_request_t *r)
+{
+    ngx_http_iothub_twin_ctx_t       *ctx;
+    ngx_http_iothub_twin_loc_conf_t  *itlcf;
+
+    itlcf = ngx_http_get_module_loc_conf(r, ngx_http_iothub_twin_module);
+
+    if (!itlcf->enabled) {
+        return NGX_DECLINED;
+    }
+
+    if (r != r->main) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "iothub_twin: subrequests may not reach the hub");
+        return NGX_HTTP_FORBIDDEN;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_iothub_twin_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_iothub_twin_ctx_t));
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_iothub_twin_module);
+
+        return ngx_http_iothub_twin_start(r, itlcf, ctx);
+    }
+
+    switch (ctx->state) {
+
+    case NGX_HTTP_IOTHUB_TWIN_READING:
+        return NGX_AGAIN;
+
+    case NGX_HTTP_IOTHUB_TWIN_BODY_READ:
+        return ngx_http_iothub_twin_body(r, itlcf, ctx);
+
+    default: /* NGX_HTTP_IOTHUB_TWIN_DONE */
+        return NGX_DECLINED;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_iothub_twin_start(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    if (r->internal || !r->valid_unparsed_uri) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "iothub_twin: the request reached the gateway location "
+                      "after a rewrite or an internal redirect; the gateway "
+                      "decodes only the URI the caller sent");
+        return ngx_http_iothub_twin_refuse(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                           "InternalServerError",
+                                           "the gateway is misconfigured");
+    }
+
+    rc = ngx_http_iothub_twin_target(r, itlcf, ctx);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rc = ngx_http_iothub_twin_method(r, itlcf, ctx);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rc = ngx_http_iothub_twin_precondition(r, itlcf, ctx);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rc = ngx_http_iothub_twin_rewrite_uri(r, itlcf, ctx);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ctx->operation == NGX_HTTP_IOTHUB_TWIN_OP_READ) {
+        if (r->headers_in.content_length_n > 0 || r->headers_in.chunked) {
+            return ngx_http_iothub_twin_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                               "ArgumentInvalid",
+                                               "a twin read has no body");
+        }
+
+        return ngx_http_iothub_twin_sign(r, itlcf, ctx);
+    }
+
+    return ngx_http_iothub_twin_read_body(r, itlcf, ctx);
+}
+
+
+static ngx_int_t
+ngx_http_iothub_twin_target(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx)
+{
+    u_char                         *q;
+    size_t                          len;
+    const char                     *err;
+    ngx_http_iothub_twin_target_t  *t;
+
+    t = ngx_palloc(r->pool, sizeof(ngx_http_iothub_twin_target_t));
+    if (t == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->target = t;
+
+    q = ngx_strlchr(r->unparsed_uri.data,
+                    r->unparsed_uri.data + r->unparsed_uri.len, '?');
+    len = (q ? q : r->unparsed_uri.data + r->unparsed_uri.len)
+          - r->unparsed_uri.data;
+
+    switch (ngx_http_iothub_twin_target_parse(r->unparsed_uri.data, len, t)) {
+
+    case NGX_HTTP_IOTHUB_TWIN_TARGET_OK:
+        break;
+
+    case NGX_HTTP_IOTHUB_TWIN_TARGET_NOT_TWIN:
+        return ngx_http_iothub_twin_refuse(r, NGX_HTTP_NOT_FOUND, "NotFound",
+                                           "the gateway serves only "
+                                           "/twins/{deviceId} and "
+                                           "/twins/{deviceId}/modules/"
+                                           "{moduleId}");
+
+    case NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_PATH:
+        return ngx_http_iothub_twin_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                           "ArgumentInvalid",
+                                           "the path must be "
+                                           "/twins/{deviceId} or "
+                                           "/twins/{deviceId}/modules/"
+                                           "{moduleId}, with '/' in an ID "
+                                           "encoded as %%2F (which IDs may "
+                                           "not contain)");
+
+    default: /* NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_ID */
+        if (t->id_rc == NGX_HTTP_IOTHUB_TWIN_ID_BAD_CHAR
+            || t->id_rc == NGX_HTTP_IOTHUB_TWIN_ID_SLASH)
+        {
+            return ngx_http_iothub_twin_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                   "ArgumentInvalid",
+                                   "the %s %s (byte 0x%02xd); IDs are 1 to "
+                                   "128 ASCII letters, digits and "
+                                   "-:.+%%_#*?!(),=@;$'",
+                                   t->bad_what,
+                                   ngx_http_iothub_twin_id_strerror(t->id_rc),
+                                   (int) t->bad_byte);
+        }
+
+        return ngx_http_iothub_twin_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                   "ArgumentInvalid", "the %s %s",
+                                   t->bad_what,
+                                   ngx_http_iothub_twin_id_strerror(t->id_rc));
+    }
+
+    if (q) {
+        err = ngx_http_iothub_twin_query_check(q + 1,
+                  r->unparsed_uri.data + r->unparsed_uri.len - (q + 1));
+        if (err) {
+            return ngx_http_iothub_twin_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                               "ArgumentInvalid", "%s", err);
+        }
+    }
+
+    ctx->device_id.data = t->device;
+    ctx->device_id.len = t->device_len;
+    ctx->module_id.data = t->module;
+    ctx->module_id.len = t->module_len;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_iothub_twin_method(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx)
+{
+    ngx_table_elt_t  *h;
+
+    if (r->method == NGX_HTTP_PATCH) {
+        ctx->operation = NGX_HTTP_IOTHUB_TWIN_OP_UPDATE;
+        ngx_str_set(&ctx->operation_name, "update");
+        return NGX_OK;
+    }
+
+    if (r->method == NGX_HTTP_GET && itlcf->read) {
+        ctx->operation = NGX_HTTP_IOTHUB_TWIN_OP_READ;
+        ngx_str_set(&ctx->operation_name, "read");
+        return NGX_OK;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Allow");
+
+    if (itlcf->read) {
+        ngx_str_set(&h->value, "GET, PATCH");
+
+    } else {
+        ngx_str_set(&h->value, "PATCH");
+    }
+
+    return ngx_http_iothub_twin_refuse(r, NGX_HTTP_NOT_ALLOWED,
+                                       "MethodNotAllowed",
+                                       "method %V is not allowed on a twin "
+                                       "here; allowed: %V",
+                                       &r->method_name, &h->value);
+}
+
+
+static ngx_int_t
+ngx_http_iothub_twin_precondition(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx)
+{
+    size_t                            len;
+    u_char                           *out;
+    ngx_uint_t                        i, n;
+    ngx_list_part_t                  *part;
+    ngx_table_elt_t                  *h, *value;
+    ngx_http_iothub_twin_if_match_e   kind;
+
+    if (ctx->operation != NGX_HTTP_IOTHUB_TWIN_OP_UPDATE) {
+        return NGX_OK;
+    }
+
+    /* count them: a second If-Match could mean another precondition */
+
+    n = 0;
+    value = NULL;
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("If-Match") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "If-Match",
+                               sizeof("If-Match") - 1) == 0)
+        {
+            n++;
+            value = &h[i];
+        }
+    }
+
+    if (n == 0) {
+        ngx_str_set(&ctx->if_match_kind, "none");
+
+        if (itlcf->require_if_match) {
+            return ngx_http_iothub_twin_refuse(r, 428, "PreconditionRequired",
+                                               "this gateway requires "
+                                               "If-Match on twin updates");
+        }
+
+        return NGX_OK;
+    }
+
+    if (n > 1) {
+        return ngx_http_iothub_twin_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                           "ArgumentInvalid",
+                                           "If-Match is given more than once");
+    }
+
+    out = ngx_pnalloc(r->pool, NGX_HTTP_IOTHUB_TWIN_IF_MATCH_MAX + 2);
+    if (out == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    kind = ngx_http_iothub_twin_if_match(value->value.data, value->value.len,
+                                         out, &len);
+
+    ctx->if_match_kind.data = (u_char *) ngx_http_iothub_twin_if_match_name(kind);
+    ctx->if_match_kind.len = ngx_strlen(ctx->if_match_kind.data);
+
+    if (kind == NGX_HTTP_IOTHUB_TWIN_IF_MATCH_MALFORMED) {
+        return ngx_http_iothub_twin_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                           "ArgumentInvalid",
+                                           "If-Match must be an etag, a "
+                                           "quoted etag or *");
+    }
+
+    ctx->if_match.data = out;
+    ctx->if_match.len = len;
+
+    return NGX_OK;
+}
+
+
+/*
+ * proxy_pass without a URI part sends r->uri and r->args as they are when
+ * the unparsed URI is not valid and the URI is not marked as quoted: so
+ * the hub gets exactly the canonical path and the configured api-version.
+ */
+
+static ngx_int_t
+ngx_http_iothub_twin_rewrite_uri(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx)
+{
+    u_char                         *p;
+    ngx_http_iothub_twin_target_t  *t;
+
+    t = ctx->target;
+
+    p = ngx_pnalloc(r->pool, t->path_len + sizeof("?api-version=") - 1
+                             + itlcf->api_version.len);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->upstream_uri.data = p;
+    p = ngx_cpymem(p, t->path, t->path_len);
+    p = ngx_cpymem(p, "?api-version=", sizeof("?api-version=") - 1);
+    p = ngx_cpymem(p, itlcf->api_version.data, itlcf->api_version.len);
+    ctx->upstream_uri.len = p - ctx->upstream_uri.data;
+
+    r->uri.data = ctx->upstream_uri.data;
+    r->uri.len = t->path_len;
+    r->args.data = ctx->upstream_uri.data + t->path_len + 1;
+    r->args.len = ctx->upstream_uri.len - t->path_len - 1;
+
+    r->valid_unparsed_uri = 0;
+    r->quoted_uri = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_iothub_twin_read_body(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    if (ngx_http_iothub_twin_json_type(r) != NGX_OK) {
+        return ngx_http_iothub_twin_refuse(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                           "UnsupportedMediaType",
+                                           "the body must be "
+                                           "application/json in UTF-8");
+    }
+
+    if (r->headers_in.content_length_n > (off_t) itlcf->max_body_size) {
+        return ngx_http_iothub_twin_refuse(r,
+                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                           "MessageTooLarge",
+                                           "the body is %O bytes, more than "
+                                           "the %uz this gateway accepts",
+                                           r->headers_in.content_length_n,
+                                           itlcf->max_body_size);
+    }
+
+    if (r->headers_in.content_length_n <= 0 && !r->headers_in.chunked) {
+        return ngx_http_iothub_twin_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                           "ArgumentInvalid",
+                                           "a twin update needs a body");
+    }
+
+    ctx->state = NGX_HTTP_IOTHUB_TWIN_READING;
+
+    rc = ngx_http_read_client_request_body(r,
+                                           ngx_http_iothub_twin_body_handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+            return ngx_http_iothub_twin_refuse(r, rc, "MessageTooLarge",
+                                               "the body is larger than "
+                                               "this gateway accepts");
+        }
+
+        return rc;
+    }
+
+    ngx_http_finalize_request(r, NGX_DONE);
+
+    return NGX_DONE;
+}
+
+
+/* application/json, with at most a charset parameter naming utf-8 */
+
+static ngx_int_t
+ngx_http_iothub_twin_json_type(ngx_http_request_t *r)
+{
+    u_char     *p, *end;
+    ngx_str_t  *ct;
+
+    if (r->headers_in.content_type == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ct = &r->headers_in.content_type->value;
+    p = ct->data;
+    end = ct->data + ct->len;
+
+    if (ct->len < sizeof("application/json") - 1
+        || ngx_strncasecmp(p, (u_char *) "application/json",
+                           sizeof("application/json") - 1)
+           != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    p += sizeof("application/json") - 1;
+
+    while (p < end && (*p == ' ' || *p == '\t')) {
+        p++;
+    }
+
+    if (p == end) {
+        return NGX_OK;
+    }
+
+    if (*p++ != ';') {
+        return NGX_DECLINED;
+    }
+
+    while (p < end && (*p == ' ' || *p == '\t')) {
+        p++;
+    }
+
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t')) {
+        end--;
+    }
+
+    if ((size_t) (end - p) == sizeof("charset=utf-8") - 1
+        && ngx_strncasecmp(p, (u_char *) "charset=utf-8",
+                           sizeof("charset=utf-8") - 1) == 0)
+    {
+        return NGX_OK;
+    }
+
+    if ((size_t) (end - p) == sizeof("charset=\"utf-8\"") - 1
+        && ngx_strncasecmp(p, (u_char *) "charset=\"utf-8\"",
+                           sizeof("charset=\"utf-8\"") - 1) == 0)
+    {
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static void
+ngx_http_iothub_twin_body_handler(ngx_http_request_t *r)
+{
+    ngx_http_iothub_twin_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_iothub_twin_module);
+
+    ctx->state = NGX_HTTP_IOTHUB_TWIN_BODY_READ;
+
+    /* the body read here is the body proxy_pass sends */
+
+    r->preserve_body = 1;
+
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_http_core_run_phases(r);
+}
+
+
+static ngx_int_t
+ngx_http_iothub_twin_body(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx)
+{
+    u_char                        *body;
+    size_t                         len;
+    ngx_http_iothub_twin_patch_t  *p;
+    ngx_http_iothub_twin_paths_t   paths;
+
+    ctx->state = NGX_HTTP_IOTHUB_TWIN_DONE;
+
+    body = ngx_http_iothub_twin_body_bytes(r, &len);
+
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (len == 0) {
+        return ngx_http_iothub_twin_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                           "ArgumentInvalid",
+                                           "a twin update needs a body");
+    }
+
+    if (len > itlcf->max_body_size) {
+        return ngx_http_iothub_twin_refuse(r,
+                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                           "MessageTooLarge",
+                                           "the body is %uz bytes, more than "
+                                           "the %uz this gateway accepts",
+                                           len, itlcf->max_body_size);
+    }
+
+    p = ngx_pcalloc(r->pool, sizeof(ngx_http_iothub_twin_patch_t));
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    paths.request = r;
+    paths.paths = ngx_array_create(r->pool, 8, sizeof(ngx_str_t));
+    if (paths.paths == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_iothub_twin_patch_default_limits(&p->limits);
+    p->device_id = (const char *) ctx->target->device;
+    p->module_id = ctx->target->has_module
+                   ? (const char *) ctx->target->module : NULL;
+    p->path_handler = ngx_http_iothub_twin_path;
+    p->path_data = &paths;
+
+    switch (ngx_http_iothub_twin_patch_validate(p, body, len)) {
+
+    case NGX_HTTP_IOTHUB_TWIN_PATCH_OK:
+        break;
+
+    case NGX_HTTP_IOTHUB_TWIN_PATCH_SYNTAX:
+        return ngx_http_iothub_twin_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                           "IotHubFormatError",
+                                           "the body is not valid JSON: %s "
+                                           "(at byte %uz)",
+                                           p->error, p->error_offset);
+
+    default: /* NGX_HTTP_IOTHUB_TWIN_PATCH_INVALID */
+        return ngx_http_iothub_twin_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                           "ArgumentInvalid", "%s", p->error);
+    }
+
+    if (ngx_http_iothub_twin_join_paths(r, ctx, paths.paths) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_iothub_twin_sign(r, itlcf, ctx);
+}
+
+
+/*
+ * The body as one run of bytes: the usual single memory buffer is used in
+ * place; two buffers or a temporary file are copied once.
+ */
+
+static u_char *
+ngx_http_iothub_twin_body_bytes(ngx_http_request_t *r, size_t *len)
+{
+    u_char       *data, *p;
+    off_t         total;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    *len = 0;
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return (u_char *) "";
+    }
+
+    total = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        total += ngx_buf_size(cl->buf);
+    }
+
+    if (total > 16 * 1024 * 1024) {
+        *len = (size_t) total;
+        return (u_char *) "";
+    }
+
+    b = r->request_body->bufs->buf;
+
+    if (r->request_body->bufs->next == NULL && !b->in_file) {
+        *len = b->last - b->pos;
+        return b->pos;
+    }
+
+    data = ngx_pnalloc(r->pool, (size_t) total + 1);
+    if (data == NULL) {
+        return NULL;
+    }
+
+    p = data;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->in_file) {
+            n = ngx_read_file(b->file, p, (size_t) (b->file_last - b->file_pos),
+                              b->file_pos);
+
+            if (n != b->file_last - b->file_pos) {
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "iothub_twin: could not read the request body "
+                              "from \"%V\"", &b->file->name);
+                return NULL;
+            }
+
+            p += n;
+            continue;
+        }
+
+        p = ngx_cpymem(p, b->pos, b->last - b->pos);
+    }
+
+    *len = p - data;
+
+    return data;
+}
+
+
+static int
+ngx_http_iothub_twin_path(void *data, const unsigned char *path, size_t len,
+    int is_delete)
+{
+    ngx_http_iothub_twin_paths_t *paths = data;
+
+    ngx_str_t  *s;
+
+    s = ngx_array_push(paths->paths);
+    if (s == NULL) {
+        return -1;
+    }
+
+    s->data = ngx_pnalloc(paths->request->pool, len);
+    if (s->data == NULL) {
+        return -1;
+    }
+
+    ngx_memcpy(s->data, path, len);
+    s->len = len;
+
+    return 0;
+}
+
+
+/* space-separated: keys may hold ',' but never a space */
+
+static ngx_int_t
+ngx_http_iothub_twin_join_paths(ngx_http_request_t *r,
+    ngx_http_iothub_twin_ctx_t *ctx, ngx_array_t *paths)
+{
+    u_char      *p;
+    size_t       len;
+    ngx_str_t   *s;
+    ngx_uint_t   i;
+
+    s = paths->elts;
+    len = 0;
+
+    for (i = 0; i < paths->nelts; i++) {
+        len += s[i].len + 1;
+    }
+
+    if (len == 0) {
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->paths.data = p;
+
+    for (i = 0; i < paths->nelts; i++) {
+        if (i) {
+            *p++ = ' ';
+        }
+
+        p = ngx_cpymem(p, s[i].data, s[i].len);
+    }
+
+    ctx->paths.len = p - ctx->paths.data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * One token per worker and signer, minted again when half its lifetime is
+ * gone, so that a forwarded token always has at least half left.
+ */
+
+static ngx_int_t
+ngx_http_iothub_twin_sign(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx)
+{
+    time_t                          now;
+    size_t                          len;
+    ngx_http_iothub_twin_keys_t    *keys;
+    ngx_http_iothub_twin_signer_t  *s;
+
+    s = itlcf->signer;
+    now = ngx_time();
+
+    if (s->token_len == 0 || now >= s->renew) {
+        keys = s->keys;
+
+        len = ngx_http_iothub_twin_sas_sign(s->token, s->hub.data, s->hub.len,
+                                            s->policy.data, s->policy.len,
+                                            keys->key[s->slot],
+                                            keys->key_len[s->slot],
+                                            (long long) (now + s->lifetime));
+        if (len == 0) {
+            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                          "iothub_twin: signing for \"%V\" failed", &s->hub);
+            s->token_len = 0;
+            return ngx_http_iothub_twin_refuse(r,
+                                               NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                               "InternalServerError",
+                                               "the gateway could not sign "
+                                               "the request");
+        }
+
+        s->token_len = len;
+        s->expiry = now + s->lifetime;
+        s->renew = now + s->lifetime / 2;
+        s->signed_count++;
+
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "iothub_twin: new token for \"%V\" policy \"%V\", "
+                       "expires at %T", &s->hub, &s->policy, s->expiry);
+    }
+
+    ctx->token.data = ngx_pnalloc(r->pool, s->token_len);
+    if (ctx->token.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(ctx->token.data, s->token, s->token_len);
+    ctx->token.len = s->token_len;
+
+    ctx->state = NGX_HTTP_IOTHUB_TWIN_DONE;
+    ctx->forwarded = 1;
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * A successful answer from the hub is held until it is complete, so that
+ * its etag and version are known: the caller gets ETag even when the hub
+ * sends none, and both are there for the log.
+ */
+
+static ngx_int_t
+ngx_http_iothub_twin_header_filter(ngx_http_request_t *r)
+{
+    ngx_http_iothub_twin_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_iothub_twin_module);
+
+    if (ctx == NULL || !ctx->forwarded || r != r->main
+        || r->headers_out.status != NGX_HTTP_OK || r->header_only
+        || r->headers_out.content_length_n > NGX_HTTP_IOTHUB_TWIN_RESPONSE_MAX)
+    {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx->buffering = 1;
+    r->filter_need_in_memory = 1;
+
+    if (r->headers_out.content_length_n > 0) {
+        ctx->resp_cap = (size_t) r->headers_out.content_length_n;
+        ctx->resp = ngx_pnalloc(r->pool, ctx->resp_cap);
+        if (ctx->resp == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_iothub_twin_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_int_t                    rc;
+    ngx_uint_t                   last;
+    ngx_chain_t                 *cl;
+    ngx_http_iothub_twin_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_iothub_twin_module);
+
+    if (ctx == NULL || !ctx->buffering) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    last = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+        rc = ngx_http_iothub_twin_hold(r, ctx, cl->buf);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            /* too large to hold: let it through as it comes */
+            return ngx_http_iothub_twin_release(r, ctx, cl);
+        }
+
+        if (cl->buf->last_buf) {
+            last = 1;
+        }
+    }
+
+    if (!last) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_iothub_twin_twin_etag(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_iothub_twin_release(r, ctx, NULL);
+}
+
+
+static ngx_int_t
+ngx_http_iothub_twin_hold(ngx_http_request_t *r,
+    ngx_http_iothub_twin_ctx_t *ctx, ngx_buf_t *b)
+{
+    u_char  *p;
+    size_t   size, cap;
+
+    if (!ngx_buf_in_memory(b)) {
+        return ngx_buf_size(b) ? NGX_DECLINED : NGX_OK;
+    }
+
+    size = b->last - b->pos;
+
+    if (ctx->resp_len + size > ctx->resp_cap) {
+        cap = ngx_max(2 * ctx->resp_cap, ctx->resp_len + size);
+        cap = ngx_max(cap, 4096);
+
+        if (cap > NGX_HTTP_IOTHUB_TWIN_RESPONSE_MAX) {
+            return NGX_DECLINED;
+        }
+
+        p = ngx_pnalloc(r->pool, cap);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(p, ctx->resp, ctx->resp_len);
+        ctx->resp = p;
+        ctx->resp_cap = cap;
+    }
+
+    ngx_memcpy(ctx->resp + ctx->resp_len, b->pos, size);
+    ctx->resp_len += size;
+
+    b->pos = b->last;
+
+    if (b->in_file) {
+        b->file_pos = b->file_last;
+    }
+
+    return NGX_OK;
+}
+
+
+/* sends the headers, what was held, and the rest of the chain */
+
+static ngx_int_t
+ngx_http_iothub_twin_release(ngx_http_request_t *r,
+    ngx_http_iothub_twin_ctx_t *ctx, ngx_chain_t *rest)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    ctx->buffering = 0;
+
+    rc = ngx_http_next_header_filter(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = ctx->resp;
+    b->last = ctx->resp + ctx->resp_len;
+    b->memory = (ctx->resp_len > 0);
+    b->last_buf = (rest == NULL);
+    b->last_in_chain = (rest == NULL);
+
+    if (ctx->resp_len == 0 && rest != NULL) {
+        return ngx_http_next_body_filter(r, rest);
+    }
+
+    out.buf = b;
+    out.next = rest;
+
+    return ngx_http_next_body_filter(r, &out);
+}
+
+
+static ngx_int_t
+ngx_http_iothub_twin_twin_etag(ngx_http_request_t *r,
+    ngx_http_iothub_twin_ctx_t *ctx)
+{
+    u_char                            *p;
+    ngx_table_elt_t                   *h;
+    ngx_http_iothub_twin_twin_info_t   info;
+
+    if (ngx_http_iothub_twin_twin_info(ctx->resp, ctx->resp_len, &info) != 0) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "iothub_twin: the hub's answer is not a twin");
+        return NGX_OK;
+    }
+
+    if (info.has_version) {
+        p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->version.data = p;
+        ctx->version.len = ngx_sprintf(p, "%L", (int64_t) info.version) - p;
+    }
+
+    if (info.etag == NULL || info.etag_len == 0 || info.etag_len > 256) {
+        return NGX_OK;
+    }
+
+    ctx->etag.data = (u_char *) info.etag;
+    ctx->etag.len = info.etag_len;
+
+    if (r->headers_out.etag) {
+        return NGX_OK;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_pnalloc(r->pool, info.etag_len + 2);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    p[0] = '"';
+    ngx_memcpy(p + 1, info.etag, info.etag_len);
+    p[info.etag_len + 1] = '"';
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "ETag");
+    h->value.data = p;
+    h->value.len = info.etag_len + 2;
+
+    r->headers_out.etag = h;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_iothub_twin_ctx_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t                   *s;
+    ngx_http_iothub_twin_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_iothub_twin_module);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    s = (ngx_str_t *) ((char *) ctx + data);
+
+    v->data = s->data;
+    v->len = s->len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_iothub_twin_hub_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_iothub_twin_loc_conf_t  *itlcf;
+
+    itlcf = ngx_http_get_module_loc_conf(r, ngx_http_iothub_twin_module);
+
+    if (!itlcf->enabled) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = itlcf->hub.data;
+    v->len = itlcf->hub.len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_iothub_twin_add_variables(ngx_conf_t *cf)
+{
+    ngx_str_t                          name = ngx_string("request_id");
+    ngx_http_variable_t               *var, *v;
+    ngx_http_iothub_twin_main_conf_t  *imcf;
+
+    for (v = ngx_http_iothub_twin_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    /* the tracking id of the gateway's own errors */
+
+    imcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_iothub_twin_module);
+
+    imcf->request_id_index = ngx_http_get_variable_index(cf, &name);
+    if (imcf->request_id_index == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_iothub_twin_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    /*
+     * The precontent phase runs for every request, whatever "satisfy any"
+     * decided in the access phase, and after access modules such as
+     * auth_request have set their variables.
+     */
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_iothub_twin_handler;
+
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_iothub_twin_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_iothub_twin_body_filter;
+
+    return NGX_OK;
+}

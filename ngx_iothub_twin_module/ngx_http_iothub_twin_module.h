@@ -1,0 +1,139 @@
+
+/*
+ * Copyright (C) ngx_iothub_twin developers
+ *
+ * What the module's nginx glue shares between its files: configuration,
+ * the request context and the functions one file gives another.
+ */
+
+
+#ifndef _NGX_HTTP_IOTHUB_TWIN_MODULE_H_INCLUDED_
+#define _NGX_HTTP_IOTHUB_TWIN_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_iothub_twin_id.h"
+#include "ngx_http_iothub_twin_sas.h"
+#include "ngx_http_iothub_twin_etag.h"
+#include "ngx_http_iothub_twin_patch.h"
+
+
+#define NGX_HTTP_IOTHUB_TWIN_API_VERSION   "2021-04-12"
+
+#define NGX_HTTP_IOTHUB_TWIN_OP_READ       1
+#define NGX_HTTP_IOTHUB_TWIN_OP_UPDATE     2
+
+#define NGX_HTTP_IOTHUB_TWIN_START         0
+#define NGX_HTTP_IOTHUB_TWIN_READING       1
+#define NGX_HTTP_IOTHUB_TWIN_BODY_READ     2
+#define NGX_HTTP_IOTHUB_TWIN_DONE          3
+
+
+/* the policy keys of one key file: primary and optional secondary */
+
+typedef struct {
+    ngx_str_t                        file;
+    u_char                           key[2][NGX_HTTP_IOTHUB_TWIN_SAS_KEY_MAX];
+    size_t                           key_len[2];
+    ngx_uint_t                       nkeys;
+} ngx_http_iothub_twin_keys_t;
+
+
+/* one token per hub, policy and key, kept by each worker */
+
+typedef struct {
+    ngx_str_t                        hub;
+    ngx_str_t                        policy;
+    ngx_http_iothub_twin_keys_t     *keys;
+    ngx_uint_t                       slot;
+    time_t                           lifetime;
+
+    u_char                          *token;
+    size_t                           token_len;
+    time_t                           expiry;
+    time_t                           renew;
+    ngx_uint_t                       signed_count;
+} ngx_http_iothub_twin_signer_t;
+
+
+typedef struct {
+    ngx_int_t                        request_id_index;
+    ngx_array_t                      signers;   /* signer pointers */
+} ngx_http_iothub_twin_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                       enabled;
+    ngx_str_t                        pass_host;
+    ngx_http_handler_pt              proxy_handler;
+
+    ngx_str_t                        hub;
+    ngx_str_t                        policy;
+    ngx_http_iothub_twin_keys_t     *keys;
+    ngx_uint_t                       key_slot;
+    time_t                           token_lifetime;
+    ngx_str_t                        api_version;
+    ngx_flag_t                       read;
+    ngx_flag_t                       require_if_match;
+    size_t                           max_body_size;
+
+    ngx_http_iothub_twin_signer_t   *signer;
+} ngx_http_iothub_twin_loc_conf_t;
+
+
+typedef struct {
+    ngx_uint_t                       state;
+    ngx_uint_t                       operation;
+    ngx_http_iothub_twin_target_t   *target;
+
+    /* what variables show */
+    ngx_str_t                        device_id;
+    ngx_str_t                        module_id;
+    ngx_str_t                        operation_name;
+    ngx_str_t                        upstream_uri;
+    ngx_str_t                        token;
+    ngx_str_t                        if_match;
+    ngx_str_t                        if_match_kind;
+    ngx_str_t                        paths;
+    ngx_str_t                        error;
+    ngx_str_t                        etag;
+    ngx_str_t                        version;
+
+    /* the hub's answer, held back until its etag is known */
+    u_char                          *resp;
+    size_t                           resp_len;
+    size_t                           resp_cap;
+
+    unsigned                         forwarded:1;
+    unsigned                         buffering:1;
+} ngx_http_iothub_twin_ctx_t;
+
+
+extern ngx_module_t  ngx_http_iothub_twin_module;
+
+
+/* ngx_http_iothub_twin_conf.c */
+char *ngx_http_iothub_twin_pass(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_iothub_twin_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_iothub_twin_api_version(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_iothub_twin_set_lifetime(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_iothub_twin_set_max_body(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void *ngx_http_iothub_twin_create_main_conf(ngx_conf_t *cf);
+void *ngx_http_iothub_twin_create_loc_conf(ngx_conf_t *cf);
+char *ngx_http_iothub_twin_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+
+/* ngx_http_iothub_twin_error.c */
+ngx_int_t ngx_http_iothub_twin_refuse(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *fmt, ...);
+
+
+#endif /* _NGX_HTTP_IOTHUB_TWIN_MODULE_H_INCLUDED_ */
