@@ -409,6 +409,62 @@ ngx_http_iothub_twin_proxy_directive(ngx_conf_t *cf, const char *name,
 }
 
 
+/* iothub_twin_error status code ["text"]; */
+
+char *
+ngx_http_iothub_twin_error(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_iothub_twin_loc_conf_t *itlcf = conf;
+
+    ngx_int_t                  status;
+    ngx_str_t                 *value;
+    ngx_uint_t                 i;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (itlcf->error_status) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    status = ngx_atoi(value[1].data, value[1].len);
+
+    if (status < 400 || status > 599) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid status \"%V\" in \"%V\": expected "
+                           "400 to 599", &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 0; i < value[2].len; i++) {
+        if (!((value[2].data[i] >= 'A' && value[2].data[i] <= 'Z')
+              || (value[2].data[i] >= 'a' && value[2].data[i] <= 'z')))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid error code \"%V\" in \"%V\": "
+                               "expected a name such as ArgumentInvalid",
+                               &value[2], &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    itlcf->error_status = status;
+    itlcf->error_code = value[2];
+
+    if (cf->args->nelts == 4) {
+        itlcf->error_text = value[3];
+
+    } else {
+        ngx_str_set(&itlcf->error_text, "the request was refused");
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_iothub_twin_error_handler;
+
+    return NGX_CONF_OK;
+}
+
+
 /* iothub_twin_key_file path; primary key, optional secondary, base64 */
 
 char *

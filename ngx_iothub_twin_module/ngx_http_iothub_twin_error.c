@@ -102,6 +102,24 @@ ngx_http_iothub_twin_refuse(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
+/*
+ * The content handler of iothub_twin_error: the hub-shaped answer for
+ * what nginx itself refuses (error_page 400, 413, 429, 502 ...).
+ */
+
+ngx_int_t
+ngx_http_iothub_twin_error_handler(ngx_http_request_t *r)
+{
+    ngx_http_iothub_twin_loc_conf_t  *itlcf;
+
+    itlcf = ngx_http_get_module_loc_conf(r, ngx_http_iothub_twin_module);
+
+    return ngx_http_iothub_twin_send_error(r, itlcf->error_status,
+                                           &itlcf->error_code,
+                                           &itlcf->error_text);
+}
+
+
 static ngx_int_t
 ngx_http_iothub_twin_send_error(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *code, ngx_str_t *text)

@@ -80,6 +80,13 @@ static ngx_command_t  ngx_http_iothub_twin_commands[] = {
       0,
       NULL },
 
+    { ngx_string("iothub_twin_error"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE23,
+      ngx_http_iothub_twin_error,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("iothub_twin_hub"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,

@@ -81,6 +81,11 @@ typedef struct {
     size_t                           max_body_size;
 
     ngx_http_iothub_twin_signer_t   *signer;
+
+    /* iothub_twin_error */
+    ngx_uint_t                       error_status;
+    ngx_str_t                        error_code;
+    ngx_str_t                        error_text;
 } ngx_http_iothub_twin_loc_conf_t;
 
 
@@ -118,6 +123,8 @@ extern ngx_module_t  ngx_http_iothub_twin_module;
 /* ngx_http_iothub_twin_conf.c */
 char *ngx_http_iothub_twin_pass(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_iothub_twin_error(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 char *ngx_http_iothub_twin_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_iothub_twin_api_version(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -134,6 +141,7 @@ char *ngx_http_iothub_twin_merge_loc_conf(ngx_conf_t *cf, void *parent,
 /* ngx_http_iothub_twin_error.c */
 ngx_int_t ngx_http_iothub_twin_refuse(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *fmt, ...);
+ngx_int_t ngx_http_iothub_twin_error_handler(ngx_http_request_t *r);
 
 
 #endif /* _NGX_HTTP_IOTHUB_TWIN_MODULE_H_INCLUDED_ */

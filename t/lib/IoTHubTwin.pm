@@ -250,6 +250,12 @@ sub gateway {
     return <<"EOF";
     server {
         listen 127.0.0.1:%%GW_PORT%%;
+
+        error_page 400 /.iothub_twin/400;
+        location = /.iothub_twin/400 {
+            internal;
+            iothub_twin_error 400 ArgumentInvalid "the request is malformed";
+        }
 $server_extra
         location $loc {
             iothub_twin_pass https://%%HUB%%;
