@@ -45,6 +45,7 @@ static ngx_int_t ngx_http_iothub_twin_join_paths(ngx_http_request_t *r,
     ngx_http_iothub_twin_ctx_t *ctx, ngx_array_t *paths);
 static ngx_int_t ngx_http_iothub_twin_sign(ngx_http_request_t *r,
     ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
+static void ngx_http_iothub_twin_drop_credentials(ngx_http_request_t *r);
 
 static ngx_int_t ngx_http_iothub_twin_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_iothub_twin_body_filter(ngx_http_request_t *r,
@@ -958,10 +959,59 @@ ngx_http_iothub_twin_sign(ngx_http_request_t *r,
     ngx_memcpy(ctx->token.data, s->token, s->token_len);
     ctx->token.len = s->token_len;
 
+    ngx_http_iothub_twin_drop_credentials(r);
+
     ctx->state = NGX_HTTP_IOTHUB_TWIN_DONE;
     ctx->forwarded = 1;
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * The caller's credentials are emptied in place: proxy_pass still skips
+ * them (iothub_twin_pass sets these headers itself), and a variable such as
+ * $http_authorization, in a proxy_set_header or a log line, is empty.
+ */
+
+static void
+ngx_http_iothub_twin_drop_credentials(ngx_http_request_t *r)
+{
+    ngx_uint_t        i, j;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    static ngx_str_t  names[] = {
+        ngx_string("Authorization"),
+        ngx_string("Proxy-Authorization"),
+        ngx_string("Cookie")
+    };
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        for (j = 0; j < sizeof(names) / sizeof(names[0]); j++) {
+            if (h[i].key.len == names[j].len
+                && ngx_strncasecmp(h[i].key.data, names[j].data,
+                                   names[j].len) == 0)
+            {
+                h[i].value.len = 0;
+                h[i].value.data = (u_char *) "";
+            }
+        }
+    }
 }
 
 

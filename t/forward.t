@@ -139,4 +139,25 @@ is($t->hub_twin('dev2')->{tags}{n}, 5, 'the last one is the state');
 
 $t->finish;
 
+# a location that tries to forward the caller's own Authorization still
+# sends only the gateway's token: the caller's value is emptied
+
+$t = IoTHubTwin->new;
+my $conf = IoTHubTwin::gateway('');
+$conf =~ s/(iothub_twin_pass)/proxy_set_header Authorization \$http_authorization;\n            proxy_set_header X-Caller-Cookie \$http_cookie;\n            $1/;
+$t->start_nginx($conf);
+
+$r = $t->patch('/twins/dev1', { tags => { a => 1 } },
+               'Authorization' => 'SharedAccessSignature sr=x&sig=caller-secret&se=1&skn=c',
+               'Cookie' => 'session=caller-cookie');
+is($r->{status}, 200, 'misconfigured Authorization: 200');
+$req = $t->hub_requests->[0];
+@auth = header($req, 'Authorization');
+is(scalar @auth, 1, 'one Authorization header reached the hub');
+like($auth[0], qr/skn=service&se=\d+$/, 'and it is the gateway token');
+unlike(join(' ', map { "@$_" } @{$req->{headers}}), qr/caller-secret|caller-cookie/,
+       'no caller credential reached the hub');
+
+$t->finish;
+
 done_testing;
