@@ -791,7 +791,7 @@ ngx_http_iothub_twin_body_bytes(ngx_http_request_t *r, size_t *len)
         total += ngx_buf_size(cl->buf);
     }
 
-    if (total > 16 * 1024 * 1024) {
+    if (total == 0 || total > 16 * 1024 * 1024) {
         *len = (size_t) total;
         return (u_char *) "";
     }

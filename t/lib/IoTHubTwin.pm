@@ -237,7 +237,9 @@ sub expand {
         HUB => sub { $HUB },
         ROOT => sub { $ROOT },
     );
-    $text =~ s/%%(\w+)%%/exists $v{$1} ? $v{$1}->() : die "unknown %%$1%%\n"/ge;
+    $text =~ s/%%(\w+)%%/exists $v{$1} ? $v{$1}->()
+                         : $1 =~ m{^(\w+)_PORT$} ? $self->port(lc $1)
+                         : die "unknown %%$1%%\n"/ge;
     return $text;
 }
 
