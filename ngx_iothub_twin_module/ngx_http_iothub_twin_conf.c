@@ -147,20 +147,20 @@ ngx_http_iothub_twin_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->policy.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"iothub_twin_pass\" in location \"%V\" needs "
-                           "\"iothub_twin_policy\"", &clcf->name);
+                           "\"iothub_twin_hub_policy\"", &clcf->name);
         return NGX_CONF_ERROR;
     }
 
     if (conf->keys == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"iothub_twin_pass\" in location \"%V\" needs "
-                           "\"iothub_twin_key_file\"", &clcf->name);
+                           "\"iothub_twin_hub_key_file\"", &clcf->name);
         return NGX_CONF_ERROR;
     }
 
     if (conf->key_slot >= conf->keys->nkeys) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"iothub_twin_key_slot secondary\" in location "
+                           "\"iothub_twin_hub_key_slot secondary\" in location "
                            "\"%V\": key file \"%V\" holds no secondary key",
                            &clcf->name, &conf->keys->file);
         return NGX_CONF_ERROR;
@@ -465,7 +465,7 @@ ngx_http_iothub_twin_error(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* iothub_twin_key_file path; primary key, optional secondary, base64 */
+/* iothub_twin_hub_key_file path; primary key, optional secondary, base64 */
 
 char *
 ngx_http_iothub_twin_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -593,7 +593,7 @@ ngx_http_iothub_twin_parse_keys(ngx_conf_t *cf,
 
         if (keys->nkeys == 2) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"iothub_twin_key_file\": key file \"%V\" "
+                               "\"iothub_twin_hub_key_file\": key file \"%V\" "
                                "holds more than two keys (line %ui)",
                                &keys->file, line);
             return NGX_CONF_ERROR;
@@ -603,7 +603,7 @@ ngx_http_iothub_twin_parse_keys(ngx_conf_t *cf,
                                                 keys->key[keys->nkeys]);
         if (n == 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"iothub_twin_key_file\": key file \"%V\" "
+                               "\"iothub_twin_hub_key_file\": key file \"%V\" "
                                "line %ui is not a base64 key",
                                &keys->file, line);
             return NGX_CONF_ERROR;
@@ -614,7 +614,7 @@ ngx_http_iothub_twin_parse_keys(ngx_conf_t *cf,
 
     if (keys->nkeys == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"iothub_twin_key_file\": key file \"%V\" "
+                           "\"iothub_twin_hub_key_file\": key file \"%V\" "
                            "holds no key", &keys->file);
         return NGX_CONF_ERROR;
     }

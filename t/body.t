@@ -28,8 +28,8 @@ $t->start_nginx(<<'EOF');
 
         location / {
             iothub_twin_pass https://%%HUB%%;
-            iothub_twin_policy service;
-            iothub_twin_key_file %%DIR%%/hub.key;
+            iothub_twin_hub_policy service;
+            iothub_twin_hub_key_file %%DIR%%/hub.key;
             iothub_twin_max_body_size 24k;
             client_max_body_size 32k;
             client_body_buffer_size 1k;
@@ -47,8 +47,8 @@ $t->start_nginx(<<'EOF');
 
         location / {
             iothub_twin_pass https://%%HUB%%;
-            iothub_twin_policy service;
-            iothub_twin_key_file %%DIR%%/hub.key;
+            iothub_twin_hub_policy service;
+            iothub_twin_hub_key_file %%DIR%%/hub.key;
             client_body_in_file_only on;
             proxy_ssl_trusted_certificate %%CA%%;
         }

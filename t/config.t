@@ -36,7 +36,7 @@ sub with_key {
 }
 
 refused(with_key('%%DIR%%/missing.key'),
-        qr/"iothub_twin_key_file": cannot open key file ".*missing\.key"/,
+        qr/"iothub_twin_hub_key_file": cannot open key file ".*missing\.key"/,
         'missing key file');
 refused(with_key('%%DIR%%/empty.key'),
         qr/key file ".*empty\.key" holds no key/, 'empty key file');
@@ -48,8 +48,8 @@ refused(with_key('%%DIR%%/three.key'),
         'three keys');
 
 my $c = with_key('%%DIR%%/one.key');
-$c =~ s/(iothub_twin_policy service;)/$1\n            iothub_twin_key_slot secondary;/;
-refused($c, qr/"iothub_twin_key_slot secondary".*holds no secondary key/,
+$c =~ s/(iothub_twin_hub_policy service;)/$1\n            iothub_twin_hub_key_slot secondary;/;
+refused($c, qr/"iothub_twin_hub_key_slot secondary".*holds no secondary key/,
         'secondary slot, one key');
 
 my $base = IoTHubTwin::gateway('');
@@ -66,11 +66,11 @@ for my $case (
     refused($c, $case->[1], "iothub_twin_pass $case->[0]");
 }
 
-($c = $base) =~ s/\s*iothub_twin_policy service;//;
-refused($c, qr/needs "iothub_twin_policy"/, 'no policy');
+($c = $base) =~ s/\s*iothub_twin_hub_policy service;//;
+refused($c, qr/needs "iothub_twin_hub_policy"/, 'no policy');
 
-($c = $base) =~ s/\s*iothub_twin_key_file [^;]+;//;
-refused($c, qr/needs "iothub_twin_key_file"/, 'no key file');
+($c = $base) =~ s/\s*iothub_twin_hub_key_file [^;]+;//;
+refused($c, qr/needs "iothub_twin_hub_key_file"/, 'no key file');
 
 refused(IoTHubTwin::gateway("            proxy_pass https://%%HUB%%;\n"),
         qr/"proxy_pass" directive is duplicate/,
@@ -99,7 +99,7 @@ for my $case (
       qr/invalid value "latest" in "iothub_twin_api_version"/ ],
     [ 'iothub_twin_max_body_size 1g',
       qr/invalid value "1g" in "iothub_twin_max_body_size"/ ],
-    [ 'iothub_twin_key_slot tertiary', qr/invalid value "tertiary"/ ],
+    [ 'iothub_twin_hub_key_slot tertiary', qr/invalid value "tertiary"/ ],
     [ 'iothub_twin_read maybe',
       qr/invalid value "maybe" in "iothub_twin_read"/ ],
     [ 'iothub_twin_require_if_match 1',
@@ -116,8 +116,8 @@ for my $case (
 # the directives that may stand at http and server level
 
 ($rc, $out) = $t->nginx_test(<<'CONF');
-    iothub_twin_policy service;
-    iothub_twin_key_file %%DIR%%/hub.key;
+    iothub_twin_hub_policy service;
+    iothub_twin_hub_key_file %%DIR%%/hub.key;
     iothub_twin_token_lifetime 30m;
     iothub_twin_api_version 2021-04-12;
     iothub_twin_max_body_size 64k;

@@ -52,7 +52,7 @@ $t->finish;
 # the secondary key signs when told to; the hub accepts either
 
 $t = IoTHubTwin->new;
-$t->start_nginx(IoTHubTwin::gateway("            iothub_twin_key_slot secondary;\n"));
+$t->start_nginx(IoTHubTwin::gateway("            iothub_twin_hub_key_slot secondary;\n"));
 my $r = $t->patch('/twins/dev1', { tags => { k => 2 } });
 is($r->{status}, 200, 'signed with the secondary key: 200');
 is($t->hub_requests->[0]{auth}, 'ok', 'the hub verified it');

@@ -261,8 +261,8 @@ sub gateway {
 $server_extra
         location $loc {
             iothub_twin_pass https://%%HUB%%;
-            iothub_twin_policy service;
-            iothub_twin_key_file %%DIR%%/hub.key;
+            iothub_twin_hub_policy service;
+            iothub_twin_hub_key_file %%DIR%%/hub.key;
             proxy_ssl_trusted_certificate %%CA%%;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
