@@ -24,7 +24,8 @@ UNIT_CFLAGS := -std=gnu99 -O2 -g -Wall -Wextra -Werror -I$(MODDIR)
 PURE_SRCS   := $(MODDIR)/ngx_http_iothub_twin_id.c \
                $(MODDIR)/ngx_http_iothub_twin_sas.c \
                $(MODDIR)/ngx_http_iothub_twin_etag.c \
-               $(MODDIR)/ngx_http_iothub_twin_patch.c
+               $(MODDIR)/ngx_http_iothub_twin_patch.c \
+               $(MODDIR)/ngx_http_iothub_twin_policy.c
 MOD_SRCS    := $(wildcard $(MODDIR)/*.c) $(wildcard $(MODDIR)/*.h) config
 
 UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))
@@ -35,7 +36,8 @@ BENCHES     := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c)
 DEB_PACKAGES := nginx nginx-dev libjansson-dev libssl-dev gcc make perl \
                 openssl curl python3 clang libclang-rt-14-dev wrk
 
-.PHONY: all build deps certs unit test run bench fuzz fuzz-run warnings clean
+.PHONY: all build deps certs unit test run bench fuzz fuzz-run warnings clean \
+        module-locked
 
 all: build
 
@@ -63,9 +65,15 @@ $(BUILD)/nginx/Makefile: config
 	        > $(BUILD)/nginx/configure.log 2>&1 \
 	    || { tail -n 30 $(BUILD)/nginx/configure.log; exit 1; }
 
-$(MODULE): $(BUILD)/nginx/Makefile $(MOD_SRCS)
+# one build at a time: two configure runs in one build folder corrupt
+# each other's feature tests
+$(MODULE): config $(MOD_SRCS)
+	mkdir -p $(BUILD)
+	flock $(BUILD)/.build.lock $(MAKE) --no-print-directory module-locked
+
+module-locked: $(BUILD)/nginx/Makefile
 	$(MAKE) -s -f $(BUILD)/nginx/Makefile -C $(NGX_SRC) modules
-	cp $(BUILD)/nginx/ngx_http_iothub_twin_module.so $@
+	cp $(BUILD)/nginx/ngx_http_iothub_twin_module.so $(MODULE)
 
 # the whole module with every warning gcc has for it, not only nginx's set
 warnings: $(BUILD)/nginx/Makefile
@@ -77,7 +85,8 @@ warnings: $(BUILD)/nginx/Makefile
 	        -I $(NGX_SRC)/src/http/v2 -I $(BUILD)/nginx -I $(MODDIR) "$$f"; \
 	done
 
-$(CERTS)/ca.pem:
+$(CERTS)/ca.pem: Makefile
+	rm -rf $(CERTS)
 	mkdir -p $(CERTS)
 	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
 	    -nodes -keyout $(CERTS)/ca.key -out $(CERTS)/ca.pem -days 3650 \
@@ -93,6 +102,20 @@ $(CERTS)/ca.pem:
 	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
 	    -nodes -keyout $(CERTS)/other-ca.key -out $(CERTS)/other-ca.pem \
 	    -days 3650 -subj "/CN=some other CA" 2>/dev/null
+	for c in backend-a backend-b; do \
+	    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+	        -keyout $(CERTS)/$$c.key -out $(CERTS)/$$c.csr \
+	        -subj "/O=Example Backends/CN=$$c" 2>/dev/null; \
+	    openssl x509 -req -in $(CERTS)/$$c.csr -CA $(CERTS)/ca.pem \
+	        -CAkey $(CERTS)/ca.key -CAcreateserial -days 3650 \
+	        -out $(CERTS)/$$c.pem 2>/dev/null; \
+	done
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+	    -keyout $(CERTS)/intruder.key -out $(CERTS)/intruder.csr \
+	    -subj "/CN=backend-a" 2>/dev/null
+	openssl x509 -req -in $(CERTS)/intruder.csr -CA $(CERTS)/other-ca.pem \
+	    -CAkey $(CERTS)/other-ca.key -CAcreateserial -days 3650 \
+	    -out $(CERTS)/intruder.pem 2>/dev/null
 
 certs: $(CERTS)/ca.pem
 

@@ -23,6 +23,10 @@ static char *ngx_http_iothub_twin_parse_keys(ngx_conf_t *cf,
     ngx_http_iothub_twin_keys_t *keys, u_char *text, size_t len);
 static ngx_http_iothub_twin_signer_t *ngx_http_iothub_twin_signer(
     ngx_conf_t *cf, ngx_http_iothub_twin_loc_conf_t *conf);
+static char *ngx_http_iothub_twin_merge_identity(ngx_conf_t *cf,
+    ngx_http_iothub_twin_loc_conf_t *prev,
+    ngx_http_iothub_twin_loc_conf_t *conf, ngx_http_core_loc_conf_t *clcf);
+static void ngx_http_iothub_twin_free_policy(void *data);
 
 
 /*
@@ -94,6 +98,11 @@ ngx_http_iothub_twin_create_loc_conf(ngx_conf_t *cf)
     conf->read = NGX_CONF_UNSET;
     conf->require_if_match = NGX_CONF_UNSET;
     conf->max_body_size = NGX_CONF_UNSET_SIZE;
+    conf->identity = NGX_CONF_UNSET_UINT;
+    conf->mtls_cn = NGX_CONF_UNSET;
+    conf->callers = NGX_CONF_UNSET_PTR;
+    conf->sas_skew = NGX_CONF_UNSET;
+    conf->audit_values = NGX_CONF_UNSET_SIZE;
 
     return conf;
 }
@@ -124,12 +133,19 @@ ngx_http_iothub_twin_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->require_if_match, prev->require_if_match, 0);
     ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
                               NGX_HTTP_IOTHUB_TWIN_MAX_BODY);
+    ngx_conf_merge_size_value(conf->audit_values, prev->audit_values, 0);
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (ngx_http_iothub_twin_merge_identity(cf, prev, conf, clcf)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     if (!conf->enabled) {
         return NGX_CONF_OK;
     }
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
     if (clcf->handler != conf->proxy_handler) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -168,6 +184,61 @@ ngx_http_iothub_twin_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     conf->signer = ngx_http_iothub_twin_signer(cf, conf);
     if (conf->signer == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_iothub_twin_merge_identity(ngx_conf_t *cf,
+    ngx_http_iothub_twin_loc_conf_t *prev,
+    ngx_http_iothub_twin_loc_conf_t *conf, ngx_http_core_loc_conf_t *clcf)
+{
+    if (conf->identity == NGX_CONF_UNSET_UINT) {
+        conf->identity = prev->identity;
+        conf->mtls_cn = prev->mtls_cn;
+        conf->identity_value = prev->identity_value;
+    }
+
+    ngx_conf_merge_uint_value(conf->identity, prev->identity,
+                              NGX_HTTP_IOTHUB_TWIN_IDENTITY_OFF);
+    ngx_conf_merge_value(conf->mtls_cn, prev->mtls_cn, 0);
+    ngx_conf_merge_ptr_value(conf->callers, prev->callers, NULL);
+    ngx_conf_merge_str_value(conf->sas_host, prev->sas_host, "");
+    ngx_conf_merge_sec_value(conf->sas_skew, prev->sas_skew, 300);
+
+    if (!conf->enabled) {
+        return NGX_CONF_OK;
+    }
+
+    if (conf->identity == NGX_HTTP_IOTHUB_TWIN_IDENTITY_OFF) {
+        if (conf->callers) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"iothub_twin_callers\" in location \"%V\" "
+                               "needs \"iothub_twin_identity\" to know who "
+                               "is calling", &clcf->name);
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    if (conf->callers == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"iothub_twin_identity\" in location \"%V\" "
+                           "needs \"iothub_twin_callers\"", &clcf->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->identity == NGX_HTTP_IOTHUB_TWIN_IDENTITY_SAS
+        && conf->sas_host.len == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"iothub_twin_identity sas\" in location \"%V\" "
+                           "needs \"iothub_twin_sas_host\", the host name "
+                           "callers sign for", &clcf->name);
         return NGX_CONF_ERROR;
     }
 
@@ -425,6 +496,8 @@ ngx_http_iothub_twin_error(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "is duplicate";
     }
 
+    /* the text and retry_after= may come in either order */
+
     value = cf->args->elts;
 
     status = ngx_atoi(value[1].data, value[1].len);
@@ -450,18 +523,185 @@ ngx_http_iothub_twin_error(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     itlcf->error_status = status;
     itlcf->error_code = value[2];
+    ngx_str_set(&itlcf->error_text, "the request was refused");
 
-    if (cf->args->nelts == 4) {
-        itlcf->error_text = value[3];
+    for (i = 3; i < cf->args->nelts; i++) {
 
-    } else {
-        ngx_str_set(&itlcf->error_text, "the request was refused");
+        if (ngx_strncmp(value[i].data, "retry_after=", 12) == 0) {
+            if (ngx_atoi(value[i].data + 12, value[i].len - 12) == NGX_ERROR) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid value \"%V\" in \"%V\": "
+                                   "expected retry_after=<seconds>",
+                                   &value[i], &cmd->name);
+                return NGX_CONF_ERROR;
+            }
+
+            itlcf->error_retry_after.data = value[i].data + 12;
+            itlcf->error_retry_after.len = value[i].len - 12;
+            continue;
+        }
+
+        if (i == 3) {
+            itlcf->error_text = value[i];
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" in \"%V\"",
+                           &value[i], &cmd->name);
+        return NGX_CONF_ERROR;
     }
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_iothub_twin_error_handler;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * iothub_twin_identity off | sas | mtls [subject | cn] | variable value;
+ */
+
+char *
+ngx_http_iothub_twin_identity(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_iothub_twin_loc_conf_t *itlcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (itlcf->identity != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0 && cf->args->nelts == 2) {
+        itlcf->identity = NGX_HTTP_IOTHUB_TWIN_IDENTITY_OFF;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strcmp(value[1].data, "sas") == 0 && cf->args->nelts == 2) {
+        itlcf->identity = NGX_HTTP_IOTHUB_TWIN_IDENTITY_SAS;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strcmp(value[1].data, "mtls") == 0) {
+        itlcf->identity = NGX_HTTP_IOTHUB_TWIN_IDENTITY_MTLS;
+        itlcf->mtls_cn = 0;
+
+        if (cf->args->nelts == 2
+            || ngx_strcmp(value[2].data, "subject") == 0)
+        {
+            return NGX_CONF_OK;
+        }
+
+        if (ngx_strcmp(value[2].data, "cn") == 0) {
+            itlcf->mtls_cn = 1;
+            return NGX_CONF_OK;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V mtls\": expected "
+                           "\"subject\" or \"cn\"", &value[2], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_strcmp(value[1].data, "variable") == 0 && cf->args->nelts == 3) {
+        itlcf->identity = NGX_HTTP_IOTHUB_TWIN_IDENTITY_VARIABLE;
+
+        itlcf->identity_value = ngx_palloc(cf->pool,
+                                           sizeof(ngx_http_complex_value_t));
+        if (itlcf->identity_value == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.value = &value[2];
+        ccv.complex_value = itlcf->identity_value;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\" in \"%V\": expected \"off\", "
+                       "\"sas\", \"mtls [subject|cn]\" or \"variable "
+                       "<value>\"", &value[1], &cmd->name);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * iothub_twin_callers file;
+ *
+ * The whole file is loaded and checked here, so that nginx -t fails on any
+ * error in it, and a reload with a broken file keeps the old policy.
+ */
+
+char *
+ngx_http_iothub_twin_callers(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_iothub_twin_loc_conf_t *itlcf = conf;
+
+    char                             err[512];
+    ngx_str_t                       *value;
+    ngx_pool_cleanup_t              *cln;
+    ngx_http_iothub_twin_callers_t  *callers;
+
+    if (itlcf->callers != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    callers = ngx_pcalloc(cf->pool, sizeof(ngx_http_iothub_twin_callers_t));
+    if (callers == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    callers->file = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &callers->file, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    err[0] = '\0';
+
+    callers->policy = ngx_http_iothub_twin_policy_load(
+                          (const char *) callers->file.data, err, sizeof(err));
+
+    if (callers->policy == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\": %s",
+                           &cmd->name, err);
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_http_iothub_twin_free_policy;
+    cln->data = callers->policy;
+
+    itlcf->callers = callers;
+
+    return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_iothub_twin_free_policy(void *data)
+{
+    ngx_http_iothub_twin_policy_free(data);
 }
 
 
@@ -705,6 +945,43 @@ ngx_http_iothub_twin_set_max_body(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     itlcf->max_body_size = (size_t) n;
+
+    return NGX_CONF_OK;
+}
+
+
+/* iothub_twin_audit_values off | size; */
+
+char *
+ngx_http_iothub_twin_set_audit_values(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_iothub_twin_loc_conf_t *itlcf = conf;
+
+    ssize_t     n;
+    ngx_str_t  *value;
+
+    if (itlcf->audit_values != NGX_CONF_UNSET_SIZE) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        itlcf->audit_values = 0;
+        return NGX_CONF_OK;
+    }
+
+    n = ngx_parse_size(&value[1]);
+
+    if (n == NGX_ERROR || n < 1 || n > 65536) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\": expected \"off\" "
+                           "or a size from 1 to 64k", &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    itlcf->audit_values = (size_t) n;
 
     return NGX_CONF_OK;
 }

@@ -111,8 +111,22 @@ ngx_int_t
 ngx_http_iothub_twin_error_handler(ngx_http_request_t *r)
 {
     ngx_http_iothub_twin_loc_conf_t  *itlcf;
+    ngx_table_elt_t                  *h;
 
     itlcf = ngx_http_get_module_loc_conf(r, ngx_http_iothub_twin_module);
+
+    /* Retry-After, so that SDK clients back off as they do with the hub */
+
+    if (itlcf->error_retry_after.len) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Retry-After");
+        h->value = itlcf->error_retry_after;
+    }
 
     return ngx_http_iothub_twin_send_error(r, itlcf->error_status,
                                            &itlcf->error_code,

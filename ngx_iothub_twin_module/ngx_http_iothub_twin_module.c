@@ -15,18 +15,25 @@
 
 
 typedef struct {
-    ngx_http_request_t  *request;
-    ngx_array_t         *paths;
+    ngx_http_request_t          *request;
+    ngx_http_iothub_twin_ctx_t  *ctx;
+    ngx_array_t                 *paths;
 } ngx_http_iothub_twin_paths_t;
 
 
 static ngx_int_t ngx_http_iothub_twin_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_iothub_twin_start(ngx_http_request_t *r,
     ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
+static ngx_int_t ngx_http_iothub_twin_parse_target(ngx_http_request_t *r,
+    ngx_http_iothub_twin_ctx_t *ctx);
 static ngx_int_t ngx_http_iothub_twin_target(ngx_http_request_t *r,
     ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
 static ngx_int_t ngx_http_iothub_twin_method(ngx_http_request_t *r,
     ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
+static ngx_int_t ngx_http_iothub_twin_access(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
+static ngx_int_t ngx_http_iothub_twin_deny(ngx_http_request_t *r,
+    ngx_http_iothub_twin_ctx_t *ctx);
 static ngx_int_t ngx_http_iothub_twin_precondition(ngx_http_request_t *r,
     ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
 static ngx_int_t ngx_http_iothub_twin_rewrite_uri(ngx_http_request_t *r,
@@ -34,6 +41,8 @@ static ngx_int_t ngx_http_iothub_twin_rewrite_uri(ngx_http_request_t *r,
 static ngx_int_t ngx_http_iothub_twin_read_body(ngx_http_request_t *r,
     ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
 static ngx_int_t ngx_http_iothub_twin_json_type(ngx_http_request_t *r);
+static size_t ngx_http_iothub_twin_max_body(
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
 static void ngx_http_iothub_twin_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_iothub_twin_body(ngx_http_request_t *r,
     ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
@@ -61,6 +70,16 @@ static ngx_int_t ngx_http_iothub_twin_ctx_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_iothub_twin_hub_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_iothub_twin_caller_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_iothub_twin_target_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_iothub_twin_key_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_iothub_twin_request_id_variable(
+    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_http_iothub_twin_ctx_t *ngx_http_iothub_twin_early_ctx(
+    ngx_http_request_t *r);
 static ngx_int_t ngx_http_iothub_twin_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_iothub_twin_init(ngx_conf_t *cf);
 
@@ -82,10 +101,38 @@ static ngx_command_t  ngx_http_iothub_twin_commands[] = {
       NULL },
 
     { ngx_string("iothub_twin_error"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE23,
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2|NGX_CONF_TAKE3|NGX_CONF_TAKE4,
       ngx_http_iothub_twin_error,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("iothub_twin_identity"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_iothub_twin_identity,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("iothub_twin_callers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_iothub_twin_callers,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("iothub_twin_sas_host"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_iothub_twin_loc_conf_t, sas_host),
+      NULL },
+
+    { ngx_string("iothub_twin_sas_skew"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_iothub_twin_loc_conf_t, sas_skew),
       NULL },
 
     { ngx_string("iothub_twin_hub"),
@@ -144,6 +191,13 @@ static ngx_command_t  ngx_http_iothub_twin_commands[] = {
       offsetof(ngx_http_iothub_twin_loc_conf_t, require_if_match),
       NULL },
 
+    { ngx_string("iothub_twin_audit_values"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_iothub_twin_set_audit_values,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("iothub_twin_max_body_size"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_iothub_twin_set_max_body,
@@ -193,8 +247,23 @@ ngx_module_t  ngx_http_iothub_twin_module = {
 
 static ngx_http_variable_t  ngx_http_iothub_twin_vars[] = {
 
-    ngx_http_iothub_twin_var("iothub_twin_device_id", device_id),
-    ngx_http_iothub_twin_var("iothub_twin_module_id", module_id),
+    { ngx_string("iothub_twin_device_id"), NULL,
+      ngx_http_iothub_twin_target_variable,
+      offsetof(ngx_http_iothub_twin_ctx_t, device_id),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("iothub_twin_module_id"), NULL,
+      ngx_http_iothub_twin_target_variable,
+      offsetof(ngx_http_iothub_twin_ctx_t, module_id),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("iothub_twin_caller_device"), NULL,
+      ngx_http_iothub_twin_key_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("iothub_twin_request_id"), NULL,
+      ngx_http_iothub_twin_request_id_variable, 0, 0, 0 },
+
+    ngx_http_iothub_twin_var("iothub_twin_values", values),
     ngx_http_iothub_twin_var("iothub_twin_operation", operation_name),
     ngx_http_iothub_twin_var("iothub_twin_upstream_uri", upstream_uri),
     ngx_http_iothub_twin_var("iothub_twin_token", token),
@@ -204,6 +273,12 @@ static ngx_http_variable_t  ngx_http_iothub_twin_vars[] = {
     ngx_http_iothub_twin_var("iothub_twin_error", error),
     ngx_http_iothub_twin_var("iothub_twin_etag", etag),
     ngx_http_iothub_twin_var("iothub_twin_version", version),
+    ngx_http_iothub_twin_var("iothub_twin_decision", decision),
+    ngx_http_iothub_twin_var("iothub_twin_reason", reason),
+    ngx_http_iothub_twin_var("iothub_twin_policy_mode", mode),
+
+    { ngx_string("iothub_twin_caller"), NULL,
+      ngx_http_iothub_twin_caller_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("iothub_twin_hub"), NULL, ngx_http_iothub_twin_hub_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
@@ -243,11 +318,13 @@ ngx_http_iothub_twin_handler(ngx_http_request_t *r)
         }
 
         ngx_http_set_ctx(r, ctx, ngx_http_iothub_twin_module);
-
-        return ngx_http_iothub_twin_start(r, itlcf, ctx);
     }
 
     switch (ctx->state) {
+
+    case NGX_HTTP_IOTHUB_TWIN_START:
+        ctx->state = NGX_HTTP_IOTHUB_TWIN_CHECKING;
+        return ngx_http_iothub_twin_start(r, itlcf, ctx);
 
     case NGX_HTTP_IOTHUB_TWIN_READING:
         return NGX_AGAIN;
@@ -287,6 +364,11 @@ ngx_http_iothub_twin_start(ngx_http_request_t *r,
         return rc;
     }
 
+    rc = ngx_http_iothub_twin_access(r, itlcf, ctx);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
     rc = ngx_http_iothub_twin_precondition(r, itlcf, ctx);
     if (rc != NGX_OK) {
         return rc;
@@ -311,28 +393,65 @@ ngx_http_iothub_twin_start(ngx_http_request_t *r,
 }
 
 
+/*
+ * The twin the request is for, from the request line as the caller sent
+ * it; done once, by the handler or by the first variable that needs it.
+ */
+
 static ngx_int_t
-ngx_http_iothub_twin_target(ngx_http_request_t *r,
-    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx)
+ngx_http_iothub_twin_parse_target(ngx_http_request_t *r,
+    ngx_http_iothub_twin_ctx_t *ctx)
 {
     u_char                         *q;
     size_t                          len;
-    const char                     *err;
     ngx_http_iothub_twin_target_t  *t;
+
+    if (ctx->target) {
+        return NGX_OK;
+    }
 
     t = ngx_palloc(r->pool, sizeof(ngx_http_iothub_twin_target_t));
     if (t == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
-
-    ctx->target = t;
 
     q = ngx_strlchr(r->unparsed_uri.data,
                     r->unparsed_uri.data + r->unparsed_uri.len, '?');
     len = (q ? q : r->unparsed_uri.data + r->unparsed_uri.len)
           - r->unparsed_uri.data;
 
-    switch (ngx_http_iothub_twin_target_parse(r->unparsed_uri.data, len, t)) {
+    ctx->target = t;
+    ctx->target_rc = ngx_http_iothub_twin_target_parse(r->unparsed_uri.data,
+                                                       len, t);
+    ctx->query = q;
+
+    if (ctx->target_rc == NGX_HTTP_IOTHUB_TWIN_TARGET_OK) {
+        ctx->device_id.data = t->device;
+        ctx->device_id.len = t->device_len;
+        ctx->module_id.data = t->module;
+        ctx->module_id.len = t->module_len;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_iothub_twin_target(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx)
+{
+    u_char                         *q;
+    const char                     *err;
+    ngx_http_iothub_twin_target_t  *t;
+
+    if (ngx_http_iothub_twin_parse_target(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    t = ctx->target;
+    q = ctx->query;
+
+    switch (ctx->target_rc) {
 
     case NGX_HTTP_IOTHUB_TWIN_TARGET_OK:
         break;
@@ -383,11 +502,6 @@ ngx_http_iothub_twin_target(ngx_http_request_t *r,
         }
     }
 
-    ctx->device_id.data = t->device;
-    ctx->device_id.len = t->device_len;
-    ctx->module_id.data = t->module;
-    ctx->module_id.len = t->module_len;
-
     return NGX_OK;
 }
 
@@ -430,6 +544,105 @@ ngx_http_iothub_twin_method(ngx_http_request_t *r,
                                        "method %V is not allowed on a twin "
                                        "here; allowed: %V",
                                        &r->method_name, &h->value);
+}
+
+
+/*
+ * Who is calling, and may they do this operation on this twin at all; the
+ * paths the patch writes are checked as the validator finds them.
+ */
+
+static ngx_int_t
+ngx_http_iothub_twin_access(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx)
+{
+    ngx_int_t                                rc;
+    ngx_http_iothub_twin_target_t           *t;
+    ngx_http_iothub_twin_policy_decision_t  *d;
+
+    if (itlcf->identity == NGX_HTTP_IOTHUB_TWIN_IDENTITY_OFF) {
+        return NGX_OK;
+    }
+
+    rc = ngx_http_iothub_twin_identify(r, itlcf, ctx);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_str_set(&ctx->decision, "unauthenticated");
+        return ngx_http_iothub_twin_refuse(r, NGX_HTTP_UNAUTHORIZED,
+                                           "IotHubUnauthorizedAccess",
+                                           "the caller could not be "
+                                           "identified");
+    }
+
+    d = ngx_pcalloc(r->pool, sizeof(ngx_http_iothub_twin_policy_decision_t));
+    if (d == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->policy = d;
+
+    if (ngx_http_iothub_twin_policy_caller_report(ctx->caller)) {
+        ngx_str_set(&ctx->mode, "report");
+
+    } else {
+        ngx_str_set(&ctx->mode, "enforce");
+    }
+
+    t = ctx->target;
+
+    rc = ngx_http_iothub_twin_policy_target(d, ctx->caller,
+                                            (int) ctx->operation,
+                                            t->device, t->device_len,
+                                            t->has_module ? t->module : NULL,
+                                            t->module_len);
+
+    ngx_str_set(&ctx->decision, "allow");
+
+    if (rc != 0) {
+        return ngx_http_iothub_twin_deny(r, ctx);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A refusal by the policy: 403 naming the reason, or in report mode a log
+ * line and the request goes on.
+ */
+
+static ngx_int_t
+ngx_http_iothub_twin_deny(ngx_http_request_t *r,
+    ngx_http_iothub_twin_ctx_t *ctx)
+{
+    ngx_http_iothub_twin_policy_decision_t  *d;
+
+    d = ctx->policy;
+
+    ctx->reason.data = (u_char *) d->reason;
+    ctx->reason.len = ngx_strlen(d->reason);
+
+    if (d->report) {
+        if (!ctx->reported) {
+            ctx->reported = 1;
+            ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                          "iothub_twin: report mode, would refuse caller "
+                          "\"%V\": %V", &ctx->caller_name, &ctx->reason);
+        }
+
+        ngx_str_set(&ctx->decision, "report");
+        return NGX_OK;
+    }
+
+    ngx_str_set(&ctx->decision, "deny");
+
+    return ngx_http_iothub_twin_refuse(r, NGX_HTTP_FORBIDDEN, "PolicyDenied",
+                                       "caller %V may not do this: %V",
+                                       &ctx->caller_name, &ctx->reason);
 }
 
 
@@ -479,7 +692,11 @@ ngx_http_iothub_twin_precondition(ngx_http_request_t *r,
     if (n == 0) {
         ngx_str_set(&ctx->if_match_kind, "none");
 
-        if (itlcf->require_if_match) {
+        if (itlcf->require_if_match
+            || (ctx->caller
+                && ngx_http_iothub_twin_policy_caller_require_if_match(
+                       ctx->caller)))
+        {
             return ngx_http_iothub_twin_refuse(r, 428, "PreconditionRequired",
                                                "this gateway requires "
                                                "If-Match on twin updates");
@@ -558,10 +775,31 @@ ngx_http_iothub_twin_rewrite_uri(ngx_http_request_t *r,
 }
 
 
+/* the location's limit, or the caller's where it is smaller */
+
+static size_t
+ngx_http_iothub_twin_max_body(ngx_http_iothub_twin_loc_conf_t *itlcf,
+    ngx_http_iothub_twin_ctx_t *ctx)
+{
+    size_t  max;
+
+    if (ctx->caller) {
+        max = ngx_http_iothub_twin_policy_caller_max_body_size(ctx->caller);
+
+        if (max && max < itlcf->max_body_size) {
+            return max;
+        }
+    }
+
+    return itlcf->max_body_size;
+}
+
+
 static ngx_int_t
 ngx_http_iothub_twin_read_body(ngx_http_request_t *r,
     ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx)
 {
+    size_t     max;
     ngx_int_t  rc;
 
     if (ngx_http_iothub_twin_json_type(r) != NGX_OK) {
@@ -571,14 +809,16 @@ ngx_http_iothub_twin_read_body(ngx_http_request_t *r,
                                            "application/json in UTF-8");
     }
 
-    if (r->headers_in.content_length_n > (off_t) itlcf->max_body_size) {
+    max = ngx_http_iothub_twin_max_body(itlcf, ctx);
+
+    if (r->headers_in.content_length_n > (off_t) max) {
         return ngx_http_iothub_twin_refuse(r,
                                            NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                            "MessageTooLarge",
                                            "the body is %O bytes, more than "
                                            "the %uz this gateway accepts",
                                            r->headers_in.content_length_n,
-                                           itlcf->max_body_size);
+                                           max);
     }
 
     if (r->headers_in.content_length_n <= 0 && !r->headers_in.chunked) {
@@ -695,7 +935,7 @@ ngx_http_iothub_twin_body(ngx_http_request_t *r,
     ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx)
 {
     u_char                        *body;
-    size_t                         len;
+    size_t                         len, max;
     ngx_http_iothub_twin_patch_t  *p;
     ngx_http_iothub_twin_paths_t   paths;
 
@@ -713,13 +953,15 @@ ngx_http_iothub_twin_body(ngx_http_request_t *r,
                                            "a twin update needs a body");
     }
 
-    if (len > itlcf->max_body_size) {
+    max = ngx_http_iothub_twin_max_body(itlcf, ctx);
+
+    if (len > max) {
         return ngx_http_iothub_twin_refuse(r,
                                            NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                            "MessageTooLarge",
                                            "the body is %uz bytes, more than "
                                            "the %uz this gateway accepts",
-                                           len, itlcf->max_body_size);
+                                           len, max);
     }
 
     p = ngx_pcalloc(r->pool, sizeof(ngx_http_iothub_twin_patch_t));
@@ -728,6 +970,7 @@ ngx_http_iothub_twin_body(ngx_http_request_t *r,
     }
 
     paths.request = r;
+    paths.ctx = ctx;
     paths.paths = ngx_array_create(r->pool, 8, sizeof(ngx_str_t));
     if (paths.paths == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -759,6 +1002,19 @@ ngx_http_iothub_twin_body(ngx_http_request_t *r,
 
     if (ngx_http_iothub_twin_join_paths(r, ctx, paths.paths) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the values written, for the audit log, only when asked and capped */
+
+    if (itlcf->audit_values) {
+        ctx->values.data = body;
+        ctx->values.len = ngx_min(len, itlcf->audit_values);
+    }
+
+    /* a patch that breaks the hub's rules is a 400 before it is a 403 */
+
+    if (ctx->refused_path && ngx_http_iothub_twin_deny(r, ctx) != NGX_OK) {
+        return NGX_DONE;
     }
 
     return ngx_http_iothub_twin_sign(r, itlcf, ctx);
@@ -857,6 +1113,14 @@ ngx_http_iothub_twin_path(void *data, const unsigned char *path, size_t len,
 
     ngx_memcpy(s->data, path, len);
     s->len = len;
+
+    if (paths->ctx->policy
+        && ngx_http_iothub_twin_policy_path(paths->ctx->policy, path, len,
+                                            is_delete)
+           != 0)
+    {
+        paths->ctx->refused_path = 1;
+    }
 
     return 0;
 }
@@ -1260,6 +1524,207 @@ ngx_http_iothub_twin_ctx_variable(ngx_http_request_t *r,
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The caller and the twin are known as soon as a variable asks for them,
+ * so that limit_req can key on them in the preaccess phase, before the
+ * gateway's own handler runs.
+ */
+
+static ngx_http_iothub_twin_ctx_t *
+ngx_http_iothub_twin_early_ctx(ngx_http_request_t *r)
+{
+    ngx_http_iothub_twin_ctx_t       *ctx;
+    ngx_http_iothub_twin_loc_conf_t  *itlcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_iothub_twin_module);
+    if (ctx) {
+        return ctx;
+    }
+
+    itlcf = ngx_http_get_module_loc_conf(r, ngx_http_iothub_twin_module);
+
+    if (!itlcf->enabled || r != r->main) {
+        return NULL;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_iothub_twin_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_iothub_twin_module);
+
+    return ctx;
+}
+
+
+static ngx_int_t
+ngx_http_iothub_twin_caller_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_iothub_twin_ctx_t       *ctx;
+    ngx_http_iothub_twin_loc_conf_t  *itlcf;
+
+    ctx = ngx_http_iothub_twin_early_ctx(r);
+    itlcf = ngx_http_get_module_loc_conf(r, ngx_http_iothub_twin_module);
+
+    if (ctx == NULL
+        || itlcf->identity == NGX_HTTP_IOTHUB_TWIN_IDENTITY_OFF)
+    {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    if (ngx_http_iothub_twin_identify(r, itlcf, ctx) == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    v->data = ctx->caller_name.data;
+    v->len = ctx->caller_name.len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_iothub_twin_target_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_iothub_twin_ctx_t  *ctx;
+
+    ctx = ngx_http_iothub_twin_early_ctx(r);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    if (ngx_http_iothub_twin_parse_target(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_iothub_twin_ctx_variable(r, v, data);
+}
+
+
+/* "caller:device", a limit_req key; empty (not limited) without both */
+
+static ngx_int_t
+ngx_http_iothub_twin_key_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                      *p;
+    ngx_http_variable_value_t    caller, device;
+    ngx_http_iothub_twin_ctx_t  *ctx;
+
+    if (ngx_http_iothub_twin_caller_variable(r, &caller, 0) != NGX_OK
+        || ngx_http_iothub_twin_target_variable(r, &device,
+               offsetof(ngx_http_iothub_twin_ctx_t, device_id))
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_iothub_twin_module);
+
+    if (ctx == NULL || caller.not_found || caller.len == 0
+        || device.not_found || device.len == 0)
+    {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, caller.len + 1 + device.len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->data = p;
+    p = ngx_cpymem(p, caller.data, caller.len);
+    *p++ = ':';
+    p = ngx_cpymem(p, device.data, device.len);
+    v->len = p - v->data;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The caller's Request-Id when it is a plain token (the SDKs send a UUID),
+ * nginx's $request_id otherwise: what an audit line is searched by.
+ */
+
+static ngx_int_t
+ngx_http_iothub_twin_request_id_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    size_t                             i;
+    ngx_uint_t                         n;
+    ngx_list_part_t                   *part;
+    ngx_table_elt_t                   *h;
+    ngx_http_variable_value_t         *id;
+    ngx_http_iothub_twin_main_conf_t  *imcf;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (n = 0; /* void */; n++) {
+
+        if (n >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            n = 0;
+        }
+
+        if (h[n].key.len != sizeof("Request-Id") - 1
+            || ngx_strncasecmp(h[n].key.data, (u_char *) "Request-Id",
+                               sizeof("Request-Id") - 1) != 0
+            || h[n].value.len == 0 || h[n].value.len > 64)
+        {
+            continue;
+        }
+
+        for (i = 0; i < h[n].value.len; i++) {
+            if (!ngx_http_iothub_twin_id_char(h[n].value.data[i])
+                || h[n].value.data[i] == '%')
+            {
+                break;
+            }
+        }
+
+        if (i == h[n].value.len) {
+            v->data = h[n].value.data;
+            v->len = h[n].value.len;
+            v->valid = 1;
+            v->no_cacheable = 0;
+            v->not_found = 0;
+            return NGX_OK;
+        }
+    }
+
+    imcf = ngx_http_get_module_main_conf(r, ngx_http_iothub_twin_module);
+
+    id = ngx_http_get_indexed_variable(r, imcf->request_id_index);
+    if (id == NULL) {
+        return NGX_ERROR;
+    }
+
+    *v = *id;
 
     return NGX_OK;
 }

@@ -19,17 +19,21 @@
 #include "ngx_http_iothub_twin_sas.h"
 #include "ngx_http_iothub_twin_etag.h"
 #include "ngx_http_iothub_twin_patch.h"
+#include "ngx_http_iothub_twin_policy.h"
 
 
 #define NGX_HTTP_IOTHUB_TWIN_API_VERSION   "2021-04-12"
 
-#define NGX_HTTP_IOTHUB_TWIN_OP_READ       1
-#define NGX_HTTP_IOTHUB_TWIN_OP_UPDATE     2
+#define NGX_HTTP_IOTHUB_TWIN_IDENTITY_OFF       0
+#define NGX_HTTP_IOTHUB_TWIN_IDENTITY_SAS       1
+#define NGX_HTTP_IOTHUB_TWIN_IDENTITY_MTLS      2
+#define NGX_HTTP_IOTHUB_TWIN_IDENTITY_VARIABLE  3
 
 #define NGX_HTTP_IOTHUB_TWIN_START         0
-#define NGX_HTTP_IOTHUB_TWIN_READING       1
-#define NGX_HTTP_IOTHUB_TWIN_BODY_READ     2
-#define NGX_HTTP_IOTHUB_TWIN_DONE          3
+#define NGX_HTTP_IOTHUB_TWIN_CHECKING      1
+#define NGX_HTTP_IOTHUB_TWIN_READING       2
+#define NGX_HTTP_IOTHUB_TWIN_BODY_READ     3
+#define NGX_HTTP_IOTHUB_TWIN_DONE          4
 
 
 /* the policy keys of one key file: primary and optional secondary */
@@ -40,6 +44,14 @@ typedef struct {
     size_t                           key_len[2];
     ngx_uint_t                       nkeys;
 } ngx_http_iothub_twin_keys_t;
+
+
+/* the caller policy file, loaded at configuration time */
+
+typedef struct {
+    ngx_str_t                        file;
+    ngx_http_iothub_twin_policy_t   *policy;
+} ngx_http_iothub_twin_callers_t;
 
 
 /* one token per hub, policy and key, kept by each worker */
@@ -82,10 +94,21 @@ typedef struct {
 
     ngx_http_iothub_twin_signer_t   *signer;
 
+    ngx_uint_t                       identity;
+    ngx_flag_t                       mtls_cn;
+    ngx_http_complex_value_t        *identity_value;
+    ngx_http_iothub_twin_callers_t  *callers;
+    ngx_str_t                        sas_host;
+    time_t                           sas_skew;
+
     /* iothub_twin_error */
     ngx_uint_t                       error_status;
     ngx_str_t                        error_code;
     ngx_str_t                        error_text;
+    ngx_str_t                        error_retry_after;
+
+    /* iothub_twin_audit_values */
+    size_t                           audit_values;
 } ngx_http_iothub_twin_loc_conf_t;
 
 
@@ -93,6 +116,8 @@ typedef struct {
     ngx_uint_t                       state;
     ngx_uint_t                       operation;
     ngx_http_iothub_twin_target_t   *target;
+    ngx_http_iothub_twin_target_rc_e target_rc;
+    u_char                          *query;
 
     /* what variables show */
     ngx_str_t                        device_id;
@@ -106,12 +131,26 @@ typedef struct {
     ngx_str_t                        error;
     ngx_str_t                        etag;
     ngx_str_t                        version;
+    ngx_str_t                        caller_name;
+    ngx_str_t                        decision;
+    ngx_str_t                        reason;
+    ngx_str_t                        mode;
+    ngx_str_t                        values;
+
+    const ngx_http_iothub_twin_caller_t
+                                    *caller;
+    const char                      *identity_error;
+    ngx_http_iothub_twin_policy_decision_t
+                                    *policy;
 
     /* the hub's answer, held back until its etag is known */
     u_char                          *resp;
     size_t                           resp_len;
     size_t                           resp_cap;
 
+    unsigned                         identified:1;
+    unsigned                         refused_path:1;
+    unsigned                         reported:1;
     unsigned                         forwarded:1;
     unsigned                         buffering:1;
 } ngx_http_iothub_twin_ctx_t;
@@ -125,6 +164,10 @@ char *ngx_http_iothub_twin_pass(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_iothub_twin_error(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_iothub_twin_identity(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_iothub_twin_callers(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 char *ngx_http_iothub_twin_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_iothub_twin_api_version(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -133,10 +176,16 @@ char *ngx_http_iothub_twin_set_lifetime(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_iothub_twin_set_max_body(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_iothub_twin_set_audit_values(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 void *ngx_http_iothub_twin_create_main_conf(ngx_conf_t *cf);
 void *ngx_http_iothub_twin_create_loc_conf(ngx_conf_t *cf);
 char *ngx_http_iothub_twin_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+
+/* ngx_http_iothub_twin_identity.c */
+ngx_int_t ngx_http_iothub_twin_identify(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
 
 /* ngx_http_iothub_twin_error.c */
 ngx_int_t ngx_http_iothub_twin_refuse(ngx_http_request_t *r,

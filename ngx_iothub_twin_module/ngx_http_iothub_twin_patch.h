@@ -1,0 +1,157 @@
+
+/*
+ * The twin patch validator: one pass over a PATCH body, no allocation,
+ * plain C and libc only, so that unit tests, the fuzzer and the benchmark
+ * can use it without nginx.
+ *
+ * Besides strict RFC 8259 syntax it applies the hub's rules for twin
+ * documents (keys, values, depth and size of tags and properties.desired)
+ * and reports every written path to a callback.
+ *
+ * The validator needs about 50 KB of stack (a key hash table for duplicate
+ * detection, the path buffer and the nesting stack).
+ */
+
+
+#ifndef _NGX_HTTP_IOTHUB_TWIN_PATCH_H_INCLUDED_
+#define _NGX_HTTP_IOTHUB_TWIN_PATCH_H_INCLUDED_
+
+
+#include <stddef.h>
+
+
+/* the hub's limits, used by ngx_http_iothub_twin_patch_default_limits() */
+#define NGX_HTTP_IOTHUB_TWIN_PATCH_KEY_LEN       1024
+#define NGX_HTTP_IOTHUB_TWIN_PATCH_STRING_LEN    4096
+#define NGX_HTTP_IOTHUB_TWIN_PATCH_DEPTH         10
+#define NGX_HTTP_IOTHUB_TWIN_PATCH_TAGS_SIZE     8192
+#define NGX_HTTP_IOTHUB_TWIN_PATCH_DESIRED_SIZE  32768
+
+/*
+ * Nesting of objects and arrays anywhere in the document; deeper input is
+ * INVALID (reason NESTING).  It bounds the fixed parser stack.
+ */
+#define NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_NESTING   64
+
+/*
+ * The path buffer: "properties.desired" and 10 keys of 1024 bytes, each
+ * after a dot.  Limits raised beyond the hub's may produce paths that do
+ * not fit: such patches are INVALID ("path too long").
+ */
+#define NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_PATH                                   \
+    (sizeof("properties.desired") - 1                                         \
+     + NGX_HTTP_IOTHUB_TWIN_PATCH_DEPTH                                       \
+       * (1 + NGX_HTTP_IOTHUB_TWIN_PATCH_KEY_LEN))
+
+/* slots of the key hash table shared by all open objects (8 bytes each) */
+#define NGX_HTTP_IOTHUB_TWIN_PATCH_SLOTS         4096
+
+
+typedef struct {
+    size_t    max_key_len;       /* 1024 bytes after decoding */
+    size_t    max_string_len;    /* 4096 bytes UTF-8 after decoding */
+    unsigned  max_depth;         /* 10 levels of objects under tags / desired */
+    size_t    max_tags_size;     /* 8192 */
+    size_t    max_desired_size;  /* 32768 */
+} ngx_http_iothub_twin_patch_limits_t;
+
+
+void ngx_http_iothub_twin_patch_default_limits(
+    ngx_http_iothub_twin_patch_limits_t *lim);
+
+
+typedef enum {
+    NGX_HTTP_IOTHUB_TWIN_PATCH_OK = 0,
+    /* not strict JSON -> hub code IotHubFormatError */
+    NGX_HTTP_IOTHUB_TWIN_PATCH_SYNTAX,
+    /* JSON but breaks a hub/gateway rule -> ArgumentInvalid */
+    NGX_HTTP_IOTHUB_TWIN_PATCH_INVALID
+} ngx_http_iothub_twin_patch_rc_e;
+
+
+/*
+ * Why validation failed, finer than the rc.  The differential tests use it
+ * to tell which failures a generic JSON parser (jansson with
+ * JSON_REJECT_DUPLICATES, without JSON_DECODE_ANY) shares:
+ *
+ *   SYNTAX       rc SYNTAX: grammar, UTF-8, escapes; jansson fails
+ *   DUPLICATE    rc INVALID: duplicate key; jansson fails
+ *   NUL          rc INVALID: \u0000 in a string or key; jansson fails
+ *   OVERFLOW     rc INVALID: a number with a fraction or an exponent is
+ *                not finite as a double; jansson fails
+ *   TOP_SCALAR   rc INVALID: the document is a well-formed string, number
+ *                or literal; jansson fails (JSON_DECODE_ANY off)
+ *   TOP_ARRAY    rc INVALID: the document is a well-formed array; jansson
+ *                succeeds
+ *   NESTING      rc INVALID: nesting deeper than
+ *                NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_NESTING; the rest is not
+ *                parsed
+ *   RULE         rc INVALID: any other hub or gateway rule (shape, keys,
+ *                values, depth, size, path callback); the rest is not
+ *                parsed
+ */
+typedef enum {
+    NGX_HTTP_IOTHUB_TWIN_PATCH_R_NONE = 0,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_R_SYNTAX,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_R_DUPLICATE,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_R_NUL,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_R_OVERFLOW,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_R_TOP_SCALAR,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_R_TOP_ARRAY,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_R_NESTING,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE
+} ngx_http_iothub_twin_patch_reason_e;
+
+
+/* called once per written path, in document order; path is e.g.
+ * "tags.location.city" or "properties.desired.telemetry.interval", not
+ * NUL-terminated, valid only during the call; is_delete is 1 for a null
+ * value. Returning non-zero aborts validation (rc INVALID, message
+ * "path callback refused").
+ *
+ * Paths are reported as soon as their value is complete, so a patch that
+ * turns out INVALID or SYNTAX later may already have reported some: act on
+ * the paths only when the result is OK. */
+typedef int (*ngx_http_iothub_twin_patch_path_pt)(void *data,
+    const unsigned char *path, size_t len, int is_delete);
+
+
+typedef struct {
+    const char                          *device_id;  /* decoded, NUL-term */
+    const char                          *module_id;  /* NULL for device twin */
+    ngx_http_iothub_twin_patch_limits_t  limits;
+    ngx_http_iothub_twin_patch_path_pt   path_handler;  /* may be NULL */
+    void                                *path_data;
+
+    /*
+     * Non-zero: check only syntax, UTF-8, duplicate keys, \u0000, real
+     * overflow, nesting and that the document is an object; no twin rules,
+     * no sizes, no paths.  The whole input is parsed.
+     */
+    unsigned                             syntax_only;
+
+    /* mixed into the key hash; a per-process random value is a good idea */
+    unsigned                             hash_seed;
+
+    /* results */
+    size_t                               tags_size;     /* hub-counted */
+    size_t                               desired_size;
+    unsigned                             npaths;
+    size_t                               error_offset;  /* byte offset */
+    ngx_http_iothub_twin_patch_reason_e  reason;
+    char                                 error[320];    /* NUL-terminated */
+} ngx_http_iothub_twin_patch_t;
+
+
+/*
+ * Validates buf[0 .. len - 1].  The inputs (device_id .. hash_seed) must be
+ * set; the results are all written.  On failure error holds
+ * "<path>: <rule>" in printable ASCII ("$" is the root; at most 32 bytes of
+ * the patch's own data, other bytes and '"' and '\' shown as \xNN) and
+ * error_offset the byte offset where the problem was found.
+ */
+ngx_http_iothub_twin_patch_rc_e ngx_http_iothub_twin_patch_validate(
+    ngx_http_iothub_twin_patch_t *p, const unsigned char *buf, size_t len);
+
+
+#endif /* _NGX_HTTP_IOTHUB_TWIN_PATCH_H_INCLUDED_ */

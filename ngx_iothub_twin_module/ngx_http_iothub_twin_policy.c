@@ -1,0 +1,2289 @@
+
+/*
+ * Copyright (C) ngx_iothub_twin developers
+ */
+
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "ngx_http_iothub_twin_policy.h"
+
+
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_EXACT     0
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_PREFIX    1
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_GLOB      2
+
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_TAGS      0
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_DESIRED   1
+
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_ALLOWED   0
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_UNCOVERED 1
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_DENIED    2
+
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_CHUNK     (64 * 1024)
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_ALIGN     16
+
+/* bytes of an excerpt in a message, "..." and the NUL included */
+#define NGX_HTTP_IOTHUB_TWIN_SHOWN            80
+#define NGX_HTTP_IOTHUB_TWIN_PSHOWN           100
+
+/* "module <id> of device <id>" */
+#define NGX_HTTP_IOTHUB_TWIN_TSHOWN                                          \
+    (2 * NGX_HTTP_IOTHUB_TWIN_SHOWN + sizeof("module  of device "))
+
+#define NGX_HTTP_IOTHUB_TWIN_DEPTH                                           \
+    NGX_HTTP_IOTHUB_TWIN_POLICY_PATH_DEPTH
+
+
+typedef struct ngx_http_iothub_twin_policy_chunk_s
+    ngx_http_iothub_twin_policy_chunk_t;
+
+struct ngx_http_iothub_twin_policy_chunk_s {
+    ngx_http_iothub_twin_policy_chunk_t  *next;
+    size_t                                size;
+    size_t                                used;
+};
+
+
+typedef struct {
+    const unsigned char                  *data;
+    uint32_t                              len;     /* prefix: without '*' */
+    uint8_t                               kind;
+    uint8_t                               system;  /* begins with '$' */
+} ngx_http_iothub_twin_policy_id_t;
+
+
+typedef struct {
+    const unsigned char                  *data;
+    uint32_t                              len;
+    uint32_t                              any;     /* the segment "*" */
+} ngx_http_iothub_twin_policy_seg_t;
+
+
+typedef struct {
+    ngx_http_iothub_twin_policy_seg_t    *segs;
+    uint32_t                              nsegs;   /* without "**" */
+    uint16_t                              rest;    /* a trailing "**" */
+    uint16_t                              index;   /* in its list */
+} ngx_http_iothub_twin_policy_path_t;
+
+
+typedef struct {
+    unsigned                              ops;     /* 1 << op */
+    unsigned                              device_twin;
+
+    ngx_http_iothub_twin_policy_id_t     *devices;
+    ngx_http_iothub_twin_policy_id_t     *modules;
+    uint32_t                              ndevices;
+    uint32_t                              nmodules;
+
+    /* by section: tags, properties.desired */
+    ngx_http_iothub_twin_policy_path_t   *allow[2];
+    ngx_http_iothub_twin_policy_path_t   *deny[2];
+    uint32_t                              nallow[2];
+    uint32_t                              ndeny[2];
+} ngx_http_iothub_twin_policy_rule_t;
+
+
+struct ngx_http_iothub_twin_caller_s {
+    const char                           *name;
+    size_t                                name_len;
+    unsigned char                        *key[2];
+    size_t                                key_len[2];
+    size_t                                max_body_size;
+    size_t                                index;
+    ngx_http_iothub_twin_policy_rule_t   *rules;
+    size_t                                nrules;
+    unsigned                              report:1;
+    unsigned                              require_if_match:1;
+};
+
+
+typedef struct {
+    uint32_t                              hash;
+    uint32_t                              index;   /* caller + 1, 0: free */
+} ngx_http_iothub_twin_policy_slot_t;
+
+
+struct ngx_http_iothub_twin_policy_s {
+    ngx_http_iothub_twin_caller_t        *callers;
+    size_t                                ncallers;
+    ngx_http_iothub_twin_policy_slot_t   *slots;
+    size_t                                mask;
+    ngx_http_iothub_twin_policy_chunk_t  *chunks;
+};
+
+
+typedef struct {
+    ngx_http_iothub_twin_policy_t        *policy;
+    const char                           *name;
+    const char                           *caller;
+    char                                 *err;
+    size_t                                err_len;
+} ngx_http_iothub_twin_policy_ctx_t;
+
+
+typedef struct {
+    const unsigned char                  *data;
+    size_t                                len;
+} ngx_http_iothub_twin_policy_key_t;
+
+
+static void *ngx_http_iothub_twin_policy_alloc(
+    ngx_http_iothub_twin_policy_t *policy, size_t size);
+static void ngx_http_iothub_twin_policy_wipe(void *p, size_t len);
+static size_t ngx_http_iothub_twin_policy_escape(char *dst, size_t size,
+    const unsigned char *s, size_t len, int quotes);
+static size_t ngx_http_iothub_twin_policy_width(unsigned char c,
+    int quotes);
+static int ngx_http_iothub_twin_policy_fail(
+    ngx_http_iothub_twin_policy_ctx_t *ctx, const char *where,
+    const char *fmt, ...) __attribute__ ((format (printf, 3, 4)));
+static void ngx_http_iothub_twin_policy_json_error(
+    ngx_http_iothub_twin_policy_ctx_t *ctx, json_error_t *error);
+static int ngx_http_iothub_twin_policy_known(
+    ngx_http_iothub_twin_policy_ctx_t *ctx, const char *where,
+    json_t *obj, const char *const *fields);
+static uint32_t ngx_http_iothub_twin_policy_hash(const unsigned char *p,
+    size_t len);
+static int ngx_http_iothub_twin_policy_callers(
+    ngx_http_iothub_twin_policy_ctx_t *ctx, json_t *root);
+static int ngx_http_iothub_twin_policy_caller_name_valid(const char *name,
+    size_t len);
+static void ngx_http_iothub_twin_policy_insert(
+    ngx_http_iothub_twin_policy_t *policy, size_t index);
+static int ngx_http_iothub_twin_policy_parse_caller(
+    ngx_http_iothub_twin_policy_ctx_t *ctx, ngx_http_iothub_twin_caller_t *c,
+    json_t *obj);
+static int ngx_http_iothub_twin_policy_parse_keys(
+    ngx_http_iothub_twin_policy_ctx_t *ctx, ngx_http_iothub_twin_caller_t *c,
+    json_t *obj);
+static size_t ngx_http_iothub_twin_policy_base64(unsigned char *dst,
+    const unsigned char *src, size_t len);
+static int ngx_http_iothub_twin_policy_parse_rule(
+    ngx_http_iothub_twin_policy_ctx_t *ctx,
+    ngx_http_iothub_twin_policy_rule_t *r, json_t *obj, size_t ri);
+static int ngx_http_iothub_twin_policy_parse_ops(
+    ngx_http_iothub_twin_policy_ctx_t *ctx,
+    ngx_http_iothub_twin_policy_rule_t *r, json_t *arr, size_t ri);
+static int ngx_http_iothub_twin_policy_parse_ids(
+    ngx_http_iothub_twin_policy_ctx_t *ctx,
+    ngx_http_iothub_twin_policy_rule_t *r, json_t *arr, size_t ri,
+    int modules);
+static int ngx_http_iothub_twin_policy_parse_id(
+    ngx_http_iothub_twin_policy_ctx_t *ctx, const char *where,
+    ngx_http_iothub_twin_policy_id_t *id, const unsigned char *s,
+    size_t len);
+static int ngx_http_iothub_twin_policy_parse_paths(
+    ngx_http_iothub_twin_policy_ctx_t *ctx,
+    ngx_http_iothub_twin_policy_rule_t *r, json_t *arr, size_t ri,
+    const char *field);
+static unsigned ngx_http_iothub_twin_policy_deny_section(
+    const unsigned char *p, size_t len, size_t *skip);
+static int ngx_http_iothub_twin_policy_parse_path(
+    ngx_http_iothub_twin_policy_ctx_t *ctx, const char *where,
+    ngx_http_iothub_twin_policy_path_t *pp, const unsigned char *s,
+    size_t len, const unsigned char *whole, size_t whole_len);
+static int ngx_http_iothub_twin_policy_list(
+    ngx_http_iothub_twin_policy_ctx_t *ctx, const char *where, json_t *arr,
+    size_t min);
+
+static int ngx_http_iothub_twin_policy_id_match(
+    const ngx_http_iothub_twin_policy_id_t *id, const unsigned char *s,
+    size_t len);
+static int ngx_http_iothub_twin_policy_glob(const unsigned char *p,
+    size_t plen, const unsigned char *s, size_t slen);
+static int ngx_http_iothub_twin_policy_covers(
+    const ngx_http_iothub_twin_policy_rule_t *r, const unsigned char *device,
+    size_t dlen, const unsigned char *module, size_t mlen);
+static int ngx_http_iothub_twin_policy_check(
+    const ngx_http_iothub_twin_policy_decision_t *d, unsigned section,
+    const ngx_http_iothub_twin_policy_key_t *keys, size_t n, size_t *ri,
+    size_t *di);
+static int ngx_http_iothub_twin_policy_allows(
+    const ngx_http_iothub_twin_policy_path_t *pp,
+    const ngx_http_iothub_twin_policy_key_t *keys, size_t n);
+static int ngx_http_iothub_twin_policy_overlaps(
+    const ngx_http_iothub_twin_policy_path_t *pp,
+    const ngx_http_iothub_twin_policy_key_t *keys, size_t n);
+static int ngx_http_iothub_twin_policy_refuse_target(
+    ngx_http_iothub_twin_policy_decision_t *d, const unsigned char *device,
+    size_t dlen, const unsigned char *module, size_t mlen);
+static int ngx_http_iothub_twin_policy_replace(
+    ngx_http_iothub_twin_policy_decision_t *d, const unsigned char *device,
+    size_t dlen, const unsigned char *module, size_t mlen);
+static int ngx_http_iothub_twin_policy_refuse(
+    ngx_http_iothub_twin_policy_decision_t *d, const unsigned char *path,
+    size_t len, const char *fmt, ...) __attribute__ ((format (printf, 4, 5)));
+static void ngx_http_iothub_twin_policy_target_name(char *dst, size_t size,
+    const unsigned char *device, size_t dlen, const unsigned char *module,
+    size_t mlen);
+
+
+static const char *const  ngx_http_iothub_twin_policy_ops[] = {
+    NULL, "read", "update", "replace"
+};
+
+
+/* 1: the hub's ID alphabet, 2: a wildcard */
+
+static const unsigned char  ngx_http_iothub_twin_policy_id_chars[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['\''] = 1, ['('] = 1,
+    [')'] = 1, ['+'] = 1, [','] = 1, ['-'] = 1, ['.'] = 1, [':'] = 1,
+    [';'] = 1, ['='] = 1, ['@'] = 1, ['_'] = 1,
+
+    ['*'] = 2, ['?'] = 2,
+
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
+    ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
+    ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1,
+    ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
+    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+    ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1,
+    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
+    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1
+};
+
+
+ngx_http_iothub_twin_policy_t *
+ngx_http_iothub_twin_policy_load(const char *path, char *err, size_t err_len)
+{
+    int                             fd;
+    char                           *buf, *p;
+    size_t                          len, cap;
+    ssize_t                         n;
+    struct stat                     st;
+    ngx_http_iothub_twin_policy_t  *policy;
+
+    fd = open(path, O_RDONLY);
+    if (fd == -1) {
+        goto failed;
+    }
+
+    if (fstat(fd, &st) == -1) {
+        goto failed_fd;
+    }
+
+    cap = (S_ISREG(st.st_mode) && st.st_size > 0) ? (size_t) st.st_size + 1
+                                                   : 4096;
+    buf = malloc(cap);
+    if (buf == NULL) {
+        goto failed_fd;
+    }
+
+    len = 0;
+
+    for ( ;; ) {
+        if (len == cap) {
+            p = realloc(buf, cap * 2);
+            if (p == NULL) {
+                ngx_http_iothub_twin_policy_wipe(buf, len);
+                free(buf);
+                goto failed_fd;
+            }
+
+            buf = p;
+            cap *= 2;
+        }
+
+        n = read(fd, buf + len, cap - len);
+
+        if (n == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+
+            ngx_http_iothub_twin_policy_wipe(buf, len);
+            free(buf);
+            goto failed_fd;
+        }
+
+        if (n == 0) {
+            break;
+        }
+
+        len += n;
+    }
+
+    close(fd);
+
+    policy = ngx_http_iothub_twin_policy_parse(path, buf, len, err, err_len);
+
+    /* the file holds the callers' keys */
+    ngx_http_iothub_twin_policy_wipe(buf, len);
+    free(buf);
+
+    return policy;
+
+failed_fd:
+
+    n = errno;
+    close(fd);
+    errno = n;
+
+failed:
+
+    if (err != NULL && err_len > 0) {
+        snprintf(err, err_len, "%s: %s", path, strerror(errno));
+    }
+
+    return NULL;
+}
+
+
+ngx_http_iothub_twin_policy_t *
+ngx_http_iothub_twin_policy_parse(const char *name, const char *json,
+    size_t len, char *err, size_t err_len)
+{
+    int                                 rc;
+    json_t                             *root;
+    json_error_t                        error;
+    ngx_http_iothub_twin_policy_ctx_t   ctx;
+
+    memset(&ctx, 0, sizeof(ngx_http_iothub_twin_policy_ctx_t));
+    ctx.name = name;
+    ctx.err = err;
+    ctx.err_len = err_len;
+
+    if (err != NULL && err_len > 0) {
+        err[0] = '\0';
+    }
+
+    root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &error);
+    if (root == NULL) {
+        ngx_http_iothub_twin_policy_json_error(&ctx, &error);
+        return NULL;
+    }
+
+    ctx.policy = calloc(1, sizeof(ngx_http_iothub_twin_policy_t));
+    if (ctx.policy == NULL) {
+        json_decref(root);
+        (void) ngx_http_iothub_twin_policy_fail(&ctx, NULL, "out of memory");
+        return NULL;
+    }
+
+    rc = ngx_http_iothub_twin_policy_callers(&ctx, root);
+
+    json_decref(root);
+
+    if (rc != 0) {
+        ngx_http_iothub_twin_policy_free(ctx.policy);
+        return NULL;
+    }
+
+    return ctx.policy;
+}
+
+
+void
+ngx_http_iothub_twin_policy_free(ngx_http_iothub_twin_policy_t *policy)
+{
+    size_t                                i, k;
+    ngx_http_iothub_twin_caller_t        *c;
+    ngx_http_iothub_twin_policy_chunk_t  *ch, *next;
+
+    if (policy == NULL) {
+        return;
+    }
+
+    for (i = 0; i < policy->ncallers; i++) {
+        c = &policy->callers[i];
+
+        for (k = 0; k < 2; k++) {
+            if (c->key[k] != NULL) {
+                ngx_http_iothub_twin_policy_wipe(c->key[k], c->key_len[k]);
+            }
+        }
+    }
+
+    for (ch = policy->chunks; ch; ch = next) {
+        next = ch->next;
+        free(ch);
+    }
+
+    free(policy);
+}
+
+
+size_t
+ngx_http_iothub_twin_policy_ncallers(
+    const ngx_http_iothub_twin_policy_t *policy)
+{
+    return policy->ncallers;
+}
+
+
+static void *
+ngx_http_iothub_twin_policy_alloc(ngx_http_iothub_twin_policy_t *policy,
+    size_t size)
+{
+    size_t                                hdr, n;
+    unsigned char                        *p;
+    ngx_http_iothub_twin_policy_chunk_t  *ch;
+
+    hdr = (sizeof(ngx_http_iothub_twin_policy_chunk_t)
+           + NGX_HTTP_IOTHUB_TWIN_POLICY_ALIGN - 1)
+          & ~((size_t) NGX_HTTP_IOTHUB_TWIN_POLICY_ALIGN - 1);
+
+    size = (size + NGX_HTTP_IOTHUB_TWIN_POLICY_ALIGN - 1)
+           & ~((size_t) NGX_HTTP_IOTHUB_TWIN_POLICY_ALIGN - 1);
+
+    ch = policy->chunks;
+
+    if (ch == NULL || ch->size - ch->used < size) {
+        n = (size > NGX_HTTP_IOTHUB_TWIN_POLICY_CHUNK / 4)
+            ? size : NGX_HTTP_IOTHUB_TWIN_POLICY_CHUNK;
+
+        ch = malloc(hdr + n);
+        if (ch == NULL) {
+            return NULL;
+        }
+
+        ch->size = n;
+        ch->used = 0;
+
+        /* a large block goes behind the current chunk, keeping its room */
+
+        if (n == size && policy->chunks != NULL) {
+            ch->next = policy->chunks->next;
+            policy->chunks->next = ch;
+
+        } else {
+            ch->next = policy->chunks;
+            policy->chunks = ch;
+        }
+    }
+
+    p = (unsigned char *) ch + hdr + ch->used;
+    ch->used += size;
+
+    memset(p, 0, size);
+
+    return p;
+}
+
+
+/* a compiler may not drop stores through a volatile pointer */
+
+static void
+ngx_http_iothub_twin_policy_wipe(void *p, size_t len)
+{
+    volatile unsigned char  *v;
+
+    for (v = p; len--; v++) {
+        *v = 0;
+    }
+}
+
+
+/*
+ * Printable ASCII, other bytes as \xNN ('"' and '\' too if quotes is
+ * set); cut with "..." to fit size bytes with the NUL.
+ */
+
+static size_t
+ngx_http_iothub_twin_policy_escape(char *dst, size_t size,
+    const unsigned char *s, size_t len, int quotes)
+{
+    size_t         i, n, need, limit, w;
+    unsigned char  c;
+
+    static const char  hex[] = "0123456789abcdef";
+
+    if (size < 4) {
+        if (size > 0) {
+            dst[0] = '\0';
+        }
+
+        return 0;
+    }
+
+    need = 0;
+
+    for (i = 0; i < len && need < size; i++) {
+        need += ngx_http_iothub_twin_policy_width(s[i], quotes);
+    }
+
+    limit = (need < size) ? size - 1 : size - 4;
+    n = 0;
+
+    for (i = 0; i < len; i++) {
+        c = s[i];
+        w = ngx_http_iothub_twin_policy_width(c, quotes);
+
+        if (n + w > limit) {
+            break;
+        }
+
+        if (w == 1) {
+            dst[n++] = (char) c;
+
+        } else {
+            dst[n++] = '\\';
+            dst[n++] = 'x';
+            dst[n++] = hex[c >> 4];
+            dst[n++] = hex[c & 0xf];
+        }
+    }
+
+    if (i < len) {
+        memcpy(dst + n, "...", 3);
+        n += 3;
+    }
+
+    dst[n] = '\0';
+
+    return n;
+}
+
+
+static size_t
+ngx_http_iothub_twin_policy_width(unsigned char c, int quotes)
+{
+    if (c < 0x20 || c > 0x7e || (quotes && (c == '"' || c == '\\'))) {
+        return 4;
+    }
+
+    return 1;
+}
+
+
+static int
+ngx_http_iothub_twin_policy_fail(ngx_http_iothub_twin_policy_ctx_t *ctx,
+    const char *where, const char *fmt, ...)
+{
+    int      n;
+    char     caller[NGX_HTTP_IOTHUB_TWIN_SHOWN];
+    size_t   len;
+    va_list  args;
+
+    if (ctx->err == NULL || ctx->err_len == 0) {
+        return -1;
+    }
+
+    n = snprintf(ctx->err, ctx->err_len, "%s: ", ctx->name);
+
+    if (ctx->caller != NULL && n >= 0 && (size_t) n < ctx->err_len) {
+        (void) ngx_http_iothub_twin_policy_escape(caller, sizeof(caller),
+                                       (const unsigned char *) ctx->caller,
+                                       strlen(ctx->caller), 1);
+        n += snprintf(ctx->err + n, ctx->err_len - n, "caller \"%s\": ",
+                      caller);
+    }
+
+    if (where != NULL && n >= 0 && (size_t) n < ctx->err_len) {
+        n += snprintf(ctx->err + n, ctx->err_len - n, "%s: ", where);
+    }
+
+    if (n >= 0 && (size_t) n < ctx->err_len) {
+        len = ctx->err_len - n;
+
+        va_start(args, fmt);
+        (void) vsnprintf(ctx->err + n, len, fmt, args);
+        va_end(args);
+    }
+
+    return -1;
+}
+
+
+/*
+ * jansson shows the token near a syntax error; a string token there may
+ * be (part of) a key, so it is left out, but for a duplicate object key,
+ * which is a name and worth showing.
+ */
+
+static void
+ngx_http_iothub_twin_policy_json_error(ngx_http_iothub_twin_policy_ctx_t *ctx,
+    json_error_t *error)
+{
+    char         text[2 * JSON_ERROR_TEXT_LENGTH];
+    char        *near;
+    size_t       len;
+    const char  *dup = "duplicate object key";
+
+    len = strnlen(error->text, JSON_ERROR_TEXT_LENGTH);
+    near = strstr(error->text, " near '\"");
+
+    if (near != NULL && strncmp(error->text, dup, strlen(dup)) != 0) {
+        len = near - error->text;
+    }
+
+    (void) ngx_http_iothub_twin_policy_escape(text, sizeof(text),
+                                       (const unsigned char *) error->text,
+                                       len, 0);
+
+    if (error->line > 0) {
+        (void) ngx_http_iothub_twin_policy_fail(ctx, NULL, "line %d: %s",
+                                                error->line, text);
+
+    } else {
+        (void) ngx_http_iothub_twin_policy_fail(ctx, NULL, "%s", text);
+    }
+}
+
+
+static int
+ngx_http_iothub_twin_policy_known(ngx_http_iothub_twin_policy_ctx_t *ctx,
+    const char *where, json_t *obj, const char *const *fields)
+{
+    char                field[NGX_HTTP_IOTHUB_TWIN_SHOWN];
+    json_t             *value;
+    const char         *key;
+    const char *const  *f;
+
+    json_object_foreach(obj, key, value) {
+        for (f = fields; *f; f++) {
+            if (strcmp(key, *f) == 0) {
+                break;
+            }
+        }
+
+        if (*f == NULL) {
+            (void) ngx_http_iothub_twin_policy_escape(field, sizeof(field),
+                                       (const unsigned char *) key,
+                                       strlen(key), 1);
+            return ngx_http_iothub_twin_policy_fail(ctx, where,
+                                       "unknown field \"%s\"", field);
+        }
+    }
+
+    return 0;
+}
+
+
+/* FNV-1a, with murmur3's finalizer so that the low bits mix well */
+
+static uint32_t
+ngx_http_iothub_twin_policy_hash(const unsigned char *p, size_t len)
+{
+    uint32_t  h;
+
+    h = 2166136261u;
+
+    while (len--) {
+        h ^= *p++;
+        h *= 16777619u;
+    }
+
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
+
+    return h;
+}
+
+
+static int
+ngx_http_iothub_twin_policy_callers(ngx_http_iothub_twin_policy_ctx_t *ctx,
+    json_t *root)
+{
+    char                           *copy;
+    size_t                          i, n, size;
+    json_t                         *callers, *value;
+    const char                     *name;
+    ngx_http_iothub_twin_caller_t  *c;
+    ngx_http_iothub_twin_policy_t  *policy;
+
+    static const char *const        fields[] = { "callers", NULL };
+
+    policy = ctx->policy;
+
+    if (!json_is_object(root)) {
+        return ngx_http_iothub_twin_policy_fail(ctx, NULL,
+                                       "the top level must be an object");
+    }
+
+    if (ngx_http_iothub_twin_policy_known(ctx, NULL, root, fields) != 0) {
+        return -1;
+    }
+
+    callers = json_object_get(root, "callers");
+    if (callers == NULL) {
+        return ngx_http_iothub_twin_policy_fail(ctx, NULL,
+                                       "\"callers\" is missing");
+    }
+
+    n = json_is_object(callers) ? json_object_size(callers) : 0;
+
+    if (n == 0 || n >= UINT32_MAX / 4) {
+        return ngx_http_iothub_twin_policy_fail(ctx, "callers",
+                                       "must be an object holding at least"
+                                       " one caller");
+    }
+
+    /* a table at most half full keeps lookups short */
+
+    for (size = 16; size < 2 * n; size *= 2) { /* void */ }
+
+    policy->callers = ngx_http_iothub_twin_policy_alloc(policy,
+                                 n * sizeof(ngx_http_iothub_twin_caller_t));
+    policy->slots = ngx_http_iothub_twin_policy_alloc(policy,
+                            size * sizeof(ngx_http_iothub_twin_policy_slot_t));
+
+    if (policy->callers == NULL || policy->slots == NULL) {
+        return ngx_http_iothub_twin_policy_fail(ctx, NULL, "out of memory");
+    }
+
+    policy->mask = size - 1;
+
+    i = 0;
+
+    /* jansson keeps the order of the file */
+
+    json_object_foreach(callers, name, value) {
+        ctx->caller = name;
+
+        if (!ngx_http_iothub_twin_policy_caller_name_valid(name,
+                                                           strlen(name)))
+        {
+            return ngx_http_iothub_twin_policy_fail(ctx, NULL,
+                                       "a caller name is 1 to 128"
+                                       " characters of A-Z a-z 0-9 . _ : @ -");
+        }
+
+        c = &policy->callers[i];
+        c->name_len = strlen(name);
+
+        /* the name is the jansson tree's: keep a copy */
+
+        copy = ngx_http_iothub_twin_policy_alloc(policy, c->name_len + 1);
+        if (copy == NULL) {
+            return ngx_http_iothub_twin_policy_fail(ctx, NULL,
+                                                    "out of memory");
+        }
+
+        memcpy(copy, name, c->name_len + 1);
+        c->name = copy;
+        c->index = i;
+
+        /* counted as soon as set up, so that free() wipes its keys */
+        policy->ncallers = i + 1;
+
+        if (ngx_http_iothub_twin_policy_parse_caller(ctx, c, value) != 0) {
+            return -1;
+        }
+
+        ngx_http_iothub_twin_policy_insert(policy, i);
+
+        i++;
+    }
+
+    ctx->caller = NULL;
+
+    return 0;
+}
+
+
+static int
+ngx_http_iothub_twin_policy_caller_name_valid(const char *name, size_t len)
+{
+    size_t         i;
+    unsigned char  c;
+
+    if (len == 0 || len > NGX_HTTP_IOTHUB_TWIN_POLICY_NAME_MAX) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        c = name[i];
+
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+              || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':'
+              || c == '@' || c == '-'))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+static void
+ngx_http_iothub_twin_policy_insert(ngx_http_iothub_twin_policy_t *policy,
+    size_t index)
+{
+    size_t                          i;
+    uint32_t                        h;
+    ngx_http_iothub_twin_caller_t  *c;
+
+    c = &policy->callers[index];
+    h = ngx_http_iothub_twin_policy_hash((const unsigned char *) c->name,
+                                         c->name_len);
+
+    for (i = h & policy->mask; policy->slots[i].index;
+         i = (i + 1) & policy->mask)
+    { /* void */ }
+
+    policy->slots[i].hash = h;
+    policy->slots[i].index = (uint32_t) index + 1;
+}
+
+
+static int
+ngx_http_iothub_twin_policy_parse_caller(
+    ngx_http_iothub_twin_policy_ctx_t *ctx, ngx_http_iothub_twin_caller_t *c,
+    json_t *obj)
+{
+    size_t       i, n;
+    json_t      *v;
+    json_int_t   size;
+    const char  *mode;
+
+    static const char *const  fields[] = {
+        "keys", "mode", "max_body_size", "require_if_match", "rules", NULL
+    };
+
+    if (!json_is_object(obj)) {
+        return ngx_http_iothub_twin_policy_fail(ctx, NULL,
+                                                "must be an object");
+    }
+
+    if (ngx_http_iothub_twin_policy_known(ctx, NULL, obj, fields) != 0) {
+        return -1;
+    }
+
+    v = json_object_get(obj, "keys");
+    if (v != NULL && ngx_http_iothub_twin_policy_parse_keys(ctx, c, v) != 0) {
+        return -1;
+    }
+
+    v = json_object_get(obj, "mode");
+    if (v != NULL) {
+        mode = json_string_value(v);
+
+        if (mode != NULL && strcmp(mode, "report") == 0) {
+            c->report = 1;
+
+        } else if (mode == NULL || strcmp(mode, "enforce") != 0) {
+            return ngx_http_iothub_twin_policy_fail(ctx, "mode",
+                                       "must be \"enforce\" or \"report\"");
+        }
+    }
+
+    v = json_object_get(obj, "max_body_size");
+    if (v != NULL) {
+        size = json_is_integer(v) ? json_integer_value(v) : -1;
+
+        if (size < 0 || size > NGX_HTTP_IOTHUB_TWIN_POLICY_MAX_BODY) {
+            return ngx_http_iothub_twin_policy_fail(ctx, "max_body_size",
+                                       "must be an integer from 0 (no limit)"
+                                       " to %d",
+                                       NGX_HTTP_IOTHUB_TWIN_POLICY_MAX_BODY);
+        }
+
+        c->max_body_size = (size_t) size;
+    }
+
+    v = json_object_get(obj, "require_if_match");
+    if (v != NULL) {
+        if (!json_is_boolean(v)) {
+            return ngx_http_iothub_twin_policy_fail(ctx, "require_if_match",
+                                       "must be true or false");
+        }
+
+        c->require_if_match = json_is_true(v);
+    }
+
+    v = json_object_get(obj, "rules");
+    if (v == NULL) {
+        return ngx_http_iothub_twin_policy_fail(ctx, NULL,
+                                                "\"rules\" is missing");
+    }
+
+    n = json_is_array(v) ? json_array_size(v) : 0;
+
+    if (n == 0 || n > NGX_HTTP_IOTHUB_TWIN_POLICY_MAX_RULES) {
+        return ngx_http_iothub_twin_policy_fail(ctx, "rules",
+                                       "must be an array of 1 to %d rules",
+                                       NGX_HTTP_IOTHUB_TWIN_POLICY_MAX_RULES);
+    }
+
+    c->rules = ngx_http_iothub_twin_policy_alloc(ctx->policy,
+                            n * sizeof(ngx_http_iothub_twin_policy_rule_t));
+    if (c->rules == NULL) {
+        return ngx_http_iothub_twin_policy_fail(ctx, NULL, "out of memory");
+    }
+
+    c->nrules = n;
+
+    for (i = 0; i < n; i++) {
+        if (ngx_http_iothub_twin_policy_parse_rule(ctx, &c->rules[i],
+                                                   json_array_get(v, i), i)
+            != 0)
+        {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* messages here name the slot, never show the value */
+
+static int
+ngx_http_iothub_twin_policy_parse_keys(ngx_http_iothub_twin_policy_ctx_t *ctx,
+    ngx_http_iothub_twin_caller_t *c, json_t *obj)
+{
+    char                  where[32];
+    size_t                k, len;
+    json_t               *v;
+    unsigned char         buf[NGX_HTTP_IOTHUB_TWIN_POLICY_KEY_MAX];
+    const unsigned char  *s;
+
+    static const char *const  fields[] = { "primary", "secondary", NULL };
+
+    if (!json_is_object(obj)) {
+        return ngx_http_iothub_twin_policy_fail(ctx, "keys",
+                                                "must be an object");
+    }
+
+    if (ngx_http_iothub_twin_policy_known(ctx, "keys", obj, fields) != 0) {
+        return -1;
+    }
+
+    if (json_object_get(obj, "primary") == NULL) {
+        return ngx_http_iothub_twin_policy_fail(ctx, "keys",
+                                                "\"primary\" is missing");
+    }
+
+    for (k = 0; k < 2; k++) {
+        v = json_object_get(obj, fields[k]);
+        if (v == NULL) {
+            continue;
+        }
+
+        snprintf(where, sizeof(where), "keys.%s", fields[k]);
+
+        if (!json_is_string(v)) {
+            return ngx_http_iothub_twin_policy_fail(ctx, where,
+                                                    "must be a string");
+        }
+
+        s = (const unsigned char *) json_string_value(v);
+        len = json_string_length(v);
+        len = ngx_http_iothub_twin_policy_base64(buf, s, len);
+
+        if (len == 0) {
+            return ngx_http_iothub_twin_policy_fail(ctx, where,
+                                       "must be strict base64 (padded, the"
+                                       " standard alphabet) of 1 to %d bytes",
+                                       NGX_HTTP_IOTHUB_TWIN_POLICY_KEY_MAX);
+        }
+
+        c->key[k] = ngx_http_iothub_twin_policy_alloc(ctx->policy, len);
+        if (c->key[k] == NULL) {
+            ngx_http_iothub_twin_policy_wipe(buf, len);
+            return ngx_http_iothub_twin_policy_fail(ctx, NULL,
+                                                    "out of memory");
+        }
+
+        memcpy(c->key[k], buf, len);
+        c->key_len[k] = len;
+
+        ngx_http_iothub_twin_policy_wipe(buf, len);
+    }
+
+    return 0;
+}
+
+
+/*
+ * Strict base64: the standard alphabet, padded, no whitespace, unused bits
+ * zero (so one key has one spelling).  Returns the decoded length, 0 if
+ * the text is not such base64 or decodes to more than
+ * NGX_HTTP_IOTHUB_TWIN_POLICY_KEY_MAX bytes.  dst holds that many bytes.
+ */
+
+static size_t
+ngx_http_iothub_twin_policy_base64(unsigned char *dst,
+    const unsigned char *src, size_t len)
+{
+    size_t         i, n, pad;
+    uint32_t       v;
+    unsigned char  c, d;
+
+    if (len == 0 || len % 4 != 0) {
+        return 0;
+    }
+
+    pad = 0;
+
+    if (src[len - 1] == '=') {
+        pad = (src[len - 2] == '=') ? 2 : 1;
+    }
+
+    if (len / 4 * 3 - pad > NGX_HTTP_IOTHUB_TWIN_POLICY_KEY_MAX) {
+        return 0;
+    }
+
+    n = 0;
+    v = 0;
+
+    for (i = 0; i < len - pad; i++) {
+        c = src[i];
+
+        if (c >= 'A' && c <= 'Z') {
+            d = c - 'A';
+
+        } else if (c >= 'a' && c <= 'z') {
+            d = c - 'a' + 26;
+
+        } else if (c >= '0' && c <= '9') {
+            d = c - '0' + 52;
+
+        } else if (c == '+') {
+            d = 62;
+
+        } else if (c == '/') {
+            d = 63;
+
+        } else {
+            return 0;
+        }
+
+        v = (v << 6) | d;
+
+        if (i % 4 == 3) {
+            dst[n++] = (unsigned char) (v >> 16);
+            dst[n++] = (unsigned char) (v >> 8);
+            dst[n++] = (unsigned char) v;
+            v = 0;
+        }
+    }
+
+    if (pad == 1) {
+        if (v & 0x3) {
+            return 0;
+        }
+
+        dst[n++] = (unsigned char) (v >> 10);
+        dst[n++] = (unsigned char) (v >> 2);
+
+    } else if (pad == 2) {
+        if (v & 0xf) {
+            return 0;
+        }
+
+        dst[n++] = (unsigned char) (v >> 4);
+    }
+
+    return n;
+}
+
+
+static int
+ngx_http_iothub_twin_policy_parse_rule(ngx_http_iothub_twin_policy_ctx_t *ctx,
+    ngx_http_iothub_twin_policy_rule_t *r, json_t *obj, size_t ri)
+{
+    char     where[32];
+    json_t  *v;
+
+    static const char *const  fields[] = {
+        "operations", "devices", "modules", "tags", "desired", "deny", NULL
+    };
+
+    snprintf(where, sizeof(where), "rules[%zu]", ri);
+
+    if (!json_is_object(obj)) {
+        return ngx_http_iothub_twin_policy_fail(ctx, where,
+                                                "must be an object");
+    }
+
+    if (ngx_http_iothub_twin_policy_known(ctx, where, obj, fields) != 0) {
+        return -1;
+    }
+
+    v = json_object_get(obj, "operations");
+    if (v == NULL) {
+        return ngx_http_iothub_twin_policy_fail(ctx, where,
+                                                "\"operations\" is missing");
+    }
+
+    if (ngx_http_iothub_twin_policy_parse_ops(ctx, r, v, ri) != 0) {
+        return -1;
+    }
+
+    v = json_object_get(obj, "devices");
+    if (v == NULL) {
+        return ngx_http_iothub_twin_policy_fail(ctx, where,
+                                                "\"devices\" is missing");
+    }
+
+    if (ngx_http_iothub_twin_policy_parse_ids(ctx, r, v, ri, 0) != 0) {
+        return -1;
+    }
+
+    v = json_object_get(obj, "modules");
+
+    if (v == NULL) {
+        r->device_twin = 1;
+
+    } else if (ngx_http_iothub_twin_policy_parse_ids(ctx, r, v, ri, 1) != 0) {
+        return -1;
+    }
+
+    v = json_object_get(obj, "tags");
+    if (v != NULL
+        && ngx_http_iothub_twin_policy_parse_paths(ctx, r, v, ri, "tags") != 0)
+    {
+        return -1;
+    }
+
+    v = json_object_get(obj, "desired");
+    if (v != NULL
+        && ngx_http_iothub_twin_policy_parse_paths(ctx, r, v, ri, "desired")
+           != 0)
+    {
+        return -1;
+    }
+
+    v = json_object_get(obj, "deny");
+    if (v != NULL
+        && ngx_http_iothub_twin_policy_parse_paths(ctx, r, v, ri, "deny") != 0)
+    {
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* an array of strings, min .. NGX_HTTP_IOTHUB_TWIN_POLICY_MAX_LIST long */
+
+static int
+ngx_http_iothub_twin_policy_list(ngx_http_iothub_twin_policy_ctx_t *ctx,
+    const char *where, json_t *arr, size_t min)
+{
+    char     at[48];
+    size_t   i, n;
+    json_t  *v;
+
+    n = json_is_array(arr) ? json_array_size(arr) : 0;
+
+    if (!json_is_array(arr) || n < min
+        || n > NGX_HTTP_IOTHUB_TWIN_POLICY_MAX_LIST)
+    {
+        return ngx_http_iothub_twin_policy_fail(ctx, where,
+                                       "must be an array of %zu to %d"
+                                       " strings",
+                                       min,
+                                       NGX_HTTP_IOTHUB_TWIN_POLICY_MAX_LIST);
+    }
+
+    json_array_foreach(arr, i, v) {
+        if (!json_is_string(v)) {
+            snprintf(at, sizeof(at), "%s[%zu]", where, i);
+            return ngx_http_iothub_twin_policy_fail(ctx, at,
+                                                    "must be a string");
+        }
+    }
+
+    return 0;
+}
+
+
+static int
+ngx_http_iothub_twin_policy_parse_ops(ngx_http_iothub_twin_policy_ctx_t *ctx,
+    ngx_http_iothub_twin_policy_rule_t *r, json_t *arr, size_t ri)
+{
+    int          op;
+    char         where[48], shown[NGX_HTTP_IOTHUB_TWIN_SHOWN];
+    size_t       i;
+    json_t      *v;
+    const char  *s;
+
+    snprintf(where, sizeof(where), "rules[%zu].operations", ri);
+
+    if (ngx_http_iothub_twin_policy_list(ctx, where, arr, 1) != 0) {
+        return -1;
+    }
+
+    json_array_foreach(arr, i, v) {
+        s = json_string_value(v);
+
+        for (op = NGX_HTTP_IOTHUB_TWIN_OP_READ;
+             op <= NGX_HTTP_IOTHUB_TWIN_OP_REPLACE;
+             op++)
+        {
+            if (strcmp(s, ngx_http_iothub_twin_policy_ops[op]) == 0) {
+                break;
+            }
+        }
+
+        snprintf(where, sizeof(where), "rules[%zu].operations[%zu]", ri, i);
+
+        if (op > NGX_HTTP_IOTHUB_TWIN_OP_REPLACE) {
+            (void) ngx_http_iothub_twin_policy_escape(shown, sizeof(shown),
+                                       (const unsigned char *) s,
+                                       json_string_length(v), 1);
+            return ngx_http_iothub_twin_policy_fail(ctx, where,
+                                       "\"%s\": not one of \"read\","
+                                       " \"update\", \"replace\"", shown);
+        }
+
+        if (r->ops & (1u << op)) {
+            return ngx_http_iothub_twin_policy_fail(ctx, where,
+                                       "\"%s\" is listed twice", s);
+        }
+
+        r->ops |= 1u << op;
+    }
+
+    return 0;
+}
+
+
+static int
+ngx_http_iothub_twin_policy_parse_ids(ngx_http_iothub_twin_policy_ctx_t *ctx,
+    ngx_http_iothub_twin_policy_rule_t *r, json_t *arr, size_t ri,
+    int modules)
+{
+    char                               where[64];
+    size_t                             i, n, len;
+    json_t                            *v;
+    const char                        *field;
+    ngx_http_iothub_twin_policy_id_t  *ids;
+
+    field = modules ? "modules" : "devices";
+
+    snprintf(where, sizeof(where), "rules[%zu].%s", ri, field);
+
+    if (ngx_http_iothub_twin_policy_list(ctx, where, arr, 1) != 0) {
+        return -1;
+    }
+
+    n = json_array_size(arr);
+
+    ids = ngx_http_iothub_twin_policy_alloc(ctx->policy,
+                               n * sizeof(ngx_http_iothub_twin_policy_id_t));
+    if (ids == NULL) {
+        return ngx_http_iothub_twin_policy_fail(ctx, NULL, "out of memory");
+    }
+
+    n = 0;
+
+    json_array_foreach(arr, i, v) {
+        snprintf(where, sizeof(where), "rules[%zu].%s[%zu]", ri, field, i);
+
+        len = json_string_length(v);
+
+        /* in "modules", "" is the device twin itself */
+
+        if (len == 0 && modules) {
+            r->device_twin = 1;
+            continue;
+        }
+
+        if (ngx_http_iothub_twin_policy_parse_id(ctx, where, &ids[n],
+                                  (const unsigned char *) json_string_value(v),
+                                  len)
+            != 0)
+        {
+            return -1;
+        }
+
+        n++;
+    }
+
+    if (modules) {
+        r->modules = ids;
+        r->nmodules = n;
+
+    } else {
+        r->devices = ids;
+        r->ndevices = n;
+    }
+
+    return 0;
+}
+
+
+static int
+ngx_http_iothub_twin_policy_parse_id(ngx_http_iothub_twin_policy_ctx_t *ctx,
+    const char *where, ngx_http_iothub_twin_policy_id_t *id,
+    const unsigned char *s, size_t len)
+{
+    char            shown[NGX_HTTP_IOTHUB_TWIN_SHOWN], bad[8];
+    size_t          i, wild;
+    unsigned char  *data;
+
+    (void) ngx_http_iothub_twin_policy_escape(shown, sizeof(shown), s, len, 1);
+
+    if (len == 0) {
+        return ngx_http_iothub_twin_policy_fail(ctx, where,
+                                       "an empty pattern matches no ID");
+    }
+
+    if (len > NGX_HTTP_IOTHUB_TWIN_POLICY_ID_PATTERN) {
+        return ngx_http_iothub_twin_policy_fail(ctx, where,
+                                       "\"%s\": longer than %d characters",
+                                       shown,
+                                       NGX_HTTP_IOTHUB_TWIN_POLICY_ID_PATTERN);
+    }
+
+    wild = 0;
+
+    for (i = 0; i < len; i++) {
+        switch (ngx_http_iothub_twin_policy_id_chars[s[i]]) {
+
+        case 1:
+            break;
+
+        case 2:
+            wild++;
+            break;
+
+        default:
+            (void) ngx_http_iothub_twin_policy_escape(bad, sizeof(bad),
+                                                      &s[i], 1, 0);
+            return ngx_http_iothub_twin_policy_fail(ctx, where,
+                                       "\"%s\": '%s' is not allowed in a"
+                                       " pattern", shown, bad);
+        }
+    }
+
+    data = ngx_http_iothub_twin_policy_alloc(ctx->policy, len);
+    if (data == NULL) {
+        return ngx_http_iothub_twin_policy_fail(ctx, NULL, "out of memory");
+    }
+
+    memcpy(data, s, len);
+
+    id->data = data;
+    id->len = (uint32_t) len;
+    id->system = (s[0] == '$');
+
+    if (wild == 0) {
+        id->kind = NGX_HTTP_IOTHUB_TWIN_POLICY_EXACT;
+
+    } else if (wild == 1 && s[len - 1] == '*') {
+        id->kind = NGX_HTTP_IOTHUB_TWIN_POLICY_PREFIX;
+        id->len--;
+
+    } else {
+        id->kind = NGX_HTTP_IOTHUB_TWIN_POLICY_GLOB;
+    }
+
+    return 0;
+}
+
+
+/* "tags", "desired" (relative to their section) or "deny" (full paths) */
+
+static int
+ngx_http_iothub_twin_policy_parse_paths(ngx_http_iothub_twin_policy_ctx_t *ctx,
+    ngx_http_iothub_twin_policy_rule_t *r, json_t *arr, size_t ri,
+    const char *field)
+{
+    char                                 where[64];
+    char                                 shown[NGX_HTTP_IOTHUB_TWIN_SHOWN];
+    size_t                               i, n, len, skip, ntags;
+    json_t                              *v;
+    unsigned                             s, deny;
+    const unsigned char                 *p;
+    ngx_http_iothub_twin_policy_path_t  *list, *pp;
+
+    snprintf(where, sizeof(where), "rules[%zu].%s", ri, field);
+
+    if (ngx_http_iothub_twin_policy_list(ctx, where, arr, 0) != 0) {
+        return -1;
+    }
+
+    n = json_array_size(arr);
+
+    if (n == 0) {
+        return 0;
+    }
+
+    list = ngx_http_iothub_twin_policy_alloc(ctx->policy,
+                             n * sizeof(ngx_http_iothub_twin_policy_path_t));
+    if (list == NULL) {
+        return ngx_http_iothub_twin_policy_fail(ctx, NULL, "out of memory");
+    }
+
+    deny = (strcmp(field, "deny") == 0);
+    s = (field[0] == 't') ? NGX_HTTP_IOTHUB_TWIN_POLICY_TAGS
+                          : NGX_HTTP_IOTHUB_TWIN_POLICY_DESIRED;
+
+    if (!deny) {
+        r->allow[s] = list;
+        r->nallow[s] = (uint32_t) n;
+    }
+
+    /* deny patterns are kept by section: those of tags first */
+
+    ntags = 0;
+
+    json_array_foreach(arr, i, v) {
+        if (!deny) {
+            break;
+        }
+
+        p = (const unsigned char *) json_string_value(v);
+        len = json_string_length(v);
+
+        s = ngx_http_iothub_twin_policy_deny_section(p, len, &skip);
+
+        if (s == NGX_HTTP_IOTHUB_TWIN_POLICY_TAGS) {
+            ntags++;
+
+        } else if (s != NGX_HTTP_IOTHUB_TWIN_POLICY_DESIRED) {
+            snprintf(where, sizeof(where), "rules[%zu].deny[%zu]", ri, i);
+            (void) ngx_http_iothub_twin_policy_escape(shown, sizeof(shown), p,
+                                                      len, 1);
+            return ngx_http_iothub_twin_policy_fail(ctx, where,
+                                       "\"%s\": must begin with \"tags.\" or"
+                                       " \"properties.desired.\"", shown);
+        }
+    }
+
+    r->deny[NGX_HTTP_IOTHUB_TWIN_POLICY_TAGS] = list;
+    r->deny[NGX_HTTP_IOTHUB_TWIN_POLICY_DESIRED] = list + ntags;
+
+    json_array_foreach(arr, i, v) {
+        snprintf(where, sizeof(where), "rules[%zu].%s[%zu]", ri, field, i);
+
+        p = (const unsigned char *) json_string_value(v);
+        len = json_string_length(v);
+        skip = 0;
+
+        if (deny) {
+            s = ngx_http_iothub_twin_policy_deny_section(p, len, &skip);
+            pp = &r->deny[s][r->ndeny[s]++];
+
+        } else {
+            pp = &list[i];
+        }
+
+        pp->index = (uint16_t) i;
+
+        if (ngx_http_iothub_twin_policy_parse_path(ctx, where, pp, p + skip,
+                                                   len - skip, p, len)
+            != 0)
+        {
+            return -1;
+        }
+    }
+
+    if (!deny) {
+        r->deny[NGX_HTTP_IOTHUB_TWIN_POLICY_TAGS] = NULL;
+        r->deny[NGX_HTTP_IOTHUB_TWIN_POLICY_DESIRED] = NULL;
+    }
+
+    return 0;
+}
+
+
+/* the section a deny pattern begins with, 2 if none; skip: its prefix */
+
+static unsigned
+ngx_http_iothub_twin_policy_deny_section(const unsigned char *p, size_t len,
+    size_t *skip)
+{
+    static const char  tags[] = "tags.";
+    static const char  desired[] = "properties.desired.";
+
+    if (len >= sizeof(tags) - 1 && memcmp(p, tags, sizeof(tags) - 1) == 0) {
+        *skip = sizeof(tags) - 1;
+        return NGX_HTTP_IOTHUB_TWIN_POLICY_TAGS;
+    }
+
+    if (len >= sizeof(desired) - 1
+        && memcmp(p, desired, sizeof(desired) - 1) == 0)
+    {
+        *skip = sizeof(desired) - 1;
+        return NGX_HTTP_IOTHUB_TWIN_POLICY_DESIRED;
+    }
+
+    return 2;
+}
+
+
+static int
+ngx_http_iothub_twin_policy_parse_path(ngx_http_iothub_twin_policy_ctx_t *ctx,
+    const char *where, ngx_http_iothub_twin_policy_path_t *pp,
+    const unsigned char *s, size_t len, const unsigned char *whole,
+    size_t whole_len)
+{
+    char                                shown[NGX_HTTP_IOTHUB_TWIN_SHOWN];
+    char                                bad[8];
+    size_t                              n, i, k, seg;
+    const char                         *why;
+    unsigned char                      *data;
+    const unsigned char                *p, *end, *dot;
+    ngx_http_iothub_twin_policy_seg_t  *segs;
+
+    (void) ngx_http_iothub_twin_policy_escape(shown, sizeof(shown), whole,
+                                              whole_len, 1);
+
+    if (whole_len == 0) {
+        return ngx_http_iothub_twin_policy_fail(ctx, where,
+                                                "an empty path pattern");
+    }
+
+    if (whole_len > NGX_HTTP_IOTHUB_TWIN_POLICY_PATH_PATTERN) {
+        return ngx_http_iothub_twin_policy_fail(ctx, where,
+                                   "\"%s\": longer than %d bytes", shown,
+                                   NGX_HTTP_IOTHUB_TWIN_POLICY_PATH_PATTERN);
+    }
+
+    n = 1;
+
+    for (i = 0; i < len; i++) {
+        n += (s[i] == '.');
+    }
+
+    data = ngx_http_iothub_twin_policy_alloc(ctx->policy, len);
+    segs = ngx_http_iothub_twin_policy_alloc(ctx->policy,
+                              n * sizeof(ngx_http_iothub_twin_policy_seg_t));
+    if (data == NULL || segs == NULL) {
+        return ngx_http_iothub_twin_policy_fail(ctx, NULL, "out of memory");
+    }
+
+    memcpy(data, s, len);
+
+    pp->segs = segs;
+    pp->nsegs = 0;
+    pp->rest = 0;
+
+    end = data + len;
+
+    for (p = data, k = 0; k < n; k++, p = dot + 1) {
+        dot = memchr(p, '.', end - p);
+        if (dot == NULL) {
+            dot = end;
+        }
+
+        seg = dot - p;
+
+        if (seg == 0) {
+            return ngx_http_iothub_twin_policy_fail(ctx, where,
+                                       "\"%s\": an empty segment", shown);
+        }
+
+        if (seg > NGX_HTTP_IOTHUB_TWIN_POLICY_SEGMENT) {
+            return ngx_http_iothub_twin_policy_fail(ctx, where,
+                                       "\"%s\": a segment longer than %d"
+                                       " bytes", shown,
+                                       NGX_HTTP_IOTHUB_TWIN_POLICY_SEGMENT);
+        }
+
+        /* what the hub never accepts in a key could never match */
+
+        for (i = 0; i < seg; i++) {
+            why = NULL;
+
+            if (p[i] < 0x20 || p[i] == 0x7f) {
+                why = "a control character";
+
+            } else if (p[i] == 0xc2 && i + 1 < seg && p[i + 1] >= 0x80
+                       && p[i + 1] <= 0x9f)
+            {
+                why = "a control character";
+
+            } else if (p[i] == ' ' || p[i] == '$') {
+                why = "not allowed in a key";
+            }
+
+            if (why != NULL) {
+                (void) ngx_http_iothub_twin_policy_escape(bad, sizeof(bad),
+                                                          &p[i], 1, 0);
+                return ngx_http_iothub_twin_policy_fail(ctx, where,
+                                           "\"%s\": '%s' is %s", shown, bad,
+                                           why);
+            }
+        }
+
+        if (seg == 2 && p[0] == '*' && p[1] == '*') {
+            if (k != n - 1) {
+                return ngx_http_iothub_twin_policy_fail(ctx, where,
+                                           "\"%s\": \"**\" is allowed only"
+                                           " as the last segment", shown);
+            }
+
+            pp->rest = 1;
+            break;
+        }
+
+        segs[k].data = p;
+        segs[k].len = (uint32_t) seg;
+        segs[k].any = (seg == 1 && p[0] == '*');
+        pp->nsegs++;
+    }
+
+    return 0;
+}
+
+
+const ngx_http_iothub_twin_caller_t *
+ngx_http_iothub_twin_policy_caller(const ngx_http_iothub_twin_policy_t *policy,
+    const unsigned char *name, size_t len)
+{
+    size_t                                     i;
+    uint32_t                                   h;
+    const ngx_http_iothub_twin_caller_t       *c;
+    const ngx_http_iothub_twin_policy_slot_t  *slot;
+
+    if (policy == NULL || name == NULL || len == 0
+        || len > NGX_HTTP_IOTHUB_TWIN_POLICY_NAME_MAX)
+    {
+        return NULL;
+    }
+
+    h = ngx_http_iothub_twin_policy_hash(name, len);
+
+    for (i = h & policy->mask; /* void */ ; i = (i + 1) & policy->mask) {
+        slot = &policy->slots[i];
+
+        if (slot->index == 0) {
+            return NULL;
+        }
+
+        if (slot->hash == h) {
+            c = &policy->callers[slot->index - 1];
+
+            if (c->name_len == len && memcmp(c->name, name, len) == 0) {
+                return c;
+            }
+        }
+    }
+}
+
+
+const ngx_http_iothub_twin_caller_t *
+ngx_http_iothub_twin_policy_caller_at(
+    const ngx_http_iothub_twin_policy_t *policy, size_t i)
+{
+    if (policy == NULL || i >= policy->ncallers) {
+        return NULL;
+    }
+
+    return &policy->callers[i];
+}
+
+
+const char *
+ngx_http_iothub_twin_policy_caller_name(const ngx_http_iothub_twin_caller_t *c,
+    size_t *len)
+{
+    if (len != NULL) {
+        *len = c->name_len;
+    }
+
+    return c->name;
+}
+
+
+const unsigned char *
+ngx_http_iothub_twin_policy_caller_key(const ngx_http_iothub_twin_caller_t *c,
+    unsigned slot, size_t *len)
+{
+    if (slot > 1 || c->key[slot] == NULL) {
+        if (len != NULL) {
+            *len = 0;
+        }
+
+        return NULL;
+    }
+
+    if (len != NULL) {
+        *len = c->key_len[slot];
+    }
+
+    return c->key[slot];
+}
+
+
+int
+ngx_http_iothub_twin_policy_caller_report(
+    const ngx_http_iothub_twin_caller_t *c)
+{
+    return c->report;
+}
+
+
+size_t
+ngx_http_iothub_twin_policy_caller_max_body_size(
+    const ngx_http_iothub_twin_caller_t *c)
+{
+    return c->max_body_size;
+}
+
+
+int
+ngx_http_iothub_twin_policy_caller_require_if_match(
+    const ngx_http_iothub_twin_caller_t *c)
+{
+    return c->require_if_match;
+}
+
+
+size_t
+ngx_http_iothub_twin_policy_caller_index(
+    const ngx_http_iothub_twin_caller_t *c)
+{
+    return c->index;
+}
+
+
+size_t
+ngx_http_iothub_twin_policy_caller_nrules(
+    const ngx_http_iothub_twin_caller_t *c)
+{
+    return c->nrules;
+}
+
+
+const char *
+ngx_http_iothub_twin_policy_op_name(int op)
+{
+    if (op < NGX_HTTP_IOTHUB_TWIN_OP_READ
+        || op > NGX_HTTP_IOTHUB_TWIN_OP_REPLACE)
+    {
+        return "unknown";
+    }
+
+    return ngx_http_iothub_twin_policy_ops[op];
+}
+
+
+int
+ngx_http_iothub_twin_policy_target(ngx_http_iothub_twin_policy_decision_t *d,
+    const ngx_http_iothub_twin_caller_t *c, int op,
+    const unsigned char *device, size_t dlen, const unsigned char *module,
+    size_t mlen)
+{
+    size_t                               i;
+    const ngx_http_iothub_twin_policy_rule_t  *r;
+
+    memset(&d->rules, 0, sizeof(ngx_http_iothub_twin_policy_rules_t));
+    d->caller = c;
+    d->op = op;
+    d->nrules = 0;
+    d->npaths = 0;
+    d->nrefused = 0;
+    d->allowed = 1;
+    d->target_ok = 0;
+    d->report = (c != NULL && c->report);
+    d->reason[0] = '\0';
+    d->path[0] = '\0';
+
+    if (c == NULL) {
+        return ngx_http_iothub_twin_policy_refuse(d, NULL, 0,
+                                       "the caller is not in the policy");
+    }
+
+    if (op < NGX_HTTP_IOTHUB_TWIN_OP_READ
+        || op > NGX_HTTP_IOTHUB_TWIN_OP_REPLACE)
+    {
+        return ngx_http_iothub_twin_policy_refuse(d, NULL, 0,
+                                       "operation %d is unknown", op);
+    }
+
+    if (device == NULL || dlen == 0) {
+        return ngx_http_iothub_twin_policy_refuse(d, NULL, 0,
+                                                  "no device ID");
+    }
+
+    for (i = 0; i < c->nrules; i++) {
+        r = &c->rules[i];
+
+        if ((r->ops & (1u << op))
+            && ngx_http_iothub_twin_policy_covers(r, device, dlen, module,
+                                                  mlen))
+        {
+            d->rules.w[i / 64] |= (uint64_t) 1 << (i % 64);
+            d->nrules++;
+        }
+    }
+
+    if (d->nrules == 0) {
+        return ngx_http_iothub_twin_policy_refuse_target(d, device, dlen,
+                                                         module, mlen);
+    }
+
+    if (op == NGX_HTTP_IOTHUB_TWIN_OP_REPLACE
+        && ngx_http_iothub_twin_policy_replace(d, device, dlen, module, mlen)
+           != 0)
+    {
+        return -1;
+    }
+
+    d->target_ok = 1;
+
+    return 0;
+}
+
+
+static int
+ngx_http_iothub_twin_policy_covers(const ngx_http_iothub_twin_policy_rule_t *r,
+    const unsigned char *device, size_t dlen, const unsigned char *module,
+    size_t mlen)
+{
+    size_t  i;
+
+    for (i = 0; i < r->ndevices; i++) {
+        if (ngx_http_iothub_twin_policy_id_match(&r->devices[i], device,
+                                                 dlen))
+        {
+            break;
+        }
+    }
+
+    if (i == r->ndevices) {
+        return 0;
+    }
+
+    if (module == NULL) {
+        return r->device_twin;
+    }
+
+    for (i = 0; i < r->nmodules; i++) {
+
+        /* a system module only for a pattern that names one */
+
+        if (module[0] == '$' && !r->modules[i].system) {
+            continue;
+        }
+
+        if (ngx_http_iothub_twin_policy_id_match(&r->modules[i], module,
+                                                 mlen))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static int
+ngx_http_iothub_twin_policy_id_match(
+    const ngx_http_iothub_twin_policy_id_t *id, const unsigned char *s,
+    size_t len)
+{
+    switch (id->kind) {
+
+    case NGX_HTTP_IOTHUB_TWIN_POLICY_EXACT:
+        return len == id->len && memcmp(s, id->data, len) == 0;
+
+    case NGX_HTTP_IOTHUB_TWIN_POLICY_PREFIX:
+        return len >= id->len && memcmp(s, id->data, id->len) == 0;
+
+    default:
+        return ngx_http_iothub_twin_policy_glob(id->data, id->len, s, len);
+    }
+}
+
+
+/*
+ * '*' any run, '?' one byte; on a mismatch only the last '*' is retried
+ * one byte further, which is enough and keeps it O(plen * slen)
+ */
+
+static int
+ngx_http_iothub_twin_policy_glob(const unsigned char *p, size_t plen,
+    const unsigned char *s, size_t slen)
+{
+    size_t  pi, si, star, mark;
+
+    pi = 0;
+    si = 0;
+    star = (size_t) -1;
+    mark = 0;
+
+    while (si < slen) {
+        if (pi < plen && p[pi] == '*') {
+            star = pi++;
+            mark = si;
+
+        } else if (pi < plen && (p[pi] == '?' || p[pi] == s[si])) {
+            pi++;
+            si++;
+
+        } else if (star != (size_t) -1) {
+            pi = star + 1;
+            si = ++mark;
+
+        } else {
+            return 0;
+        }
+    }
+
+    while (pi < plen && p[pi] == '*') {
+        pi++;
+    }
+
+    return pi == plen;
+}
+
+
+static int
+ngx_http_iothub_twin_policy_refuse_target(
+    ngx_http_iothub_twin_policy_decision_t *d, const unsigned char *device,
+    size_t dlen, const unsigned char *module, size_t mlen)
+{
+    char                                  what[NGX_HTTP_IOTHUB_TWIN_TSHOWN];
+    size_t                                i;
+    const ngx_http_iothub_twin_caller_t  *c;
+
+    c = d->caller;
+
+    ngx_http_iothub_twin_policy_target_name(what, sizeof(what), device, dlen,
+                                            module, mlen);
+
+    for (i = 0; i < c->nrules; i++) {
+        if (ngx_http_iothub_twin_policy_covers(&c->rules[i], device, dlen,
+                                               module, mlen))
+        {
+            return ngx_http_iothub_twin_policy_refuse(d, NULL, 0,
+                                       "operation %s is not allowed on %s",
+                                       ngx_http_iothub_twin_policy_ops[d->op],
+                                       what);
+        }
+    }
+
+    return ngx_http_iothub_twin_policy_refuse(d, NULL, 0,
+                                       "%s is not covered by any rule", what);
+}
+
+
+/* "device d" or "module m of device d" */
+
+static void
+ngx_http_iothub_twin_policy_target_name(char *dst, size_t size,
+    const unsigned char *device, size_t dlen, const unsigned char *module,
+    size_t mlen)
+{
+    char  dev[NGX_HTTP_IOTHUB_TWIN_SHOWN];
+    char  mod[NGX_HTTP_IOTHUB_TWIN_SHOWN];
+
+    (void) ngx_http_iothub_twin_policy_escape(dev, sizeof(dev), device, dlen,
+                                              1);
+
+    if (module == NULL) {
+        snprintf(dst, size, "device %s", dev);
+        return;
+    }
+
+    (void) ngx_http_iothub_twin_policy_escape(mod, sizeof(mod), module, mlen,
+                                              1);
+
+    snprintf(dst, size, "module %s of device %s", mod, dev);
+}
+
+
+/* the hub replaces tags and desired as a whole */
+
+static int
+ngx_http_iothub_twin_policy_replace(ngx_http_iothub_twin_policy_decision_t *d,
+    const unsigned char *device, size_t dlen, const unsigned char *module,
+    size_t mlen)
+{
+    int          rc;
+    char         what[NGX_HTTP_IOTHUB_TWIN_TSHOWN];
+    size_t       ri, di;
+    unsigned     s;
+    const char  *name;
+
+    static const char *const  sections[] = { "tags", "properties.desired" };
+
+    for (s = 0; s < 2; s++) {
+        rc = ngx_http_iothub_twin_policy_check(d, s, NULL, 0, &ri, &di);
+
+        if (rc == NGX_HTTP_IOTHUB_TWIN_POLICY_ALLOWED) {
+            continue;
+        }
+
+        ngx_http_iothub_twin_policy_target_name(what, sizeof(what), device,
+                                                dlen, module, mlen);
+
+        name = sections[s];
+
+        if (rc == NGX_HTTP_IOTHUB_TWIN_POLICY_DENIED) {
+            return ngx_http_iothub_twin_policy_refuse(d, NULL, 0,
+                                       "operation replace is not allowed on"
+                                       " %s: %s is partly denied by"
+                                       " rules[%zu].deny[%zu]", what, name,
+                                       ri, di);
+        }
+
+        return ngx_http_iothub_twin_policy_refuse(d, NULL, 0,
+                                       "operation replace is not allowed on"
+                                       " %s: %s is not writable as a whole",
+                                       what, name);
+    }
+
+    return 0;
+}
+
+
+int
+ngx_http_iothub_twin_policy_path(ngx_http_iothub_twin_policy_decision_t *d,
+    const unsigned char *path, size_t len, int is_delete)
+{
+    int                                rc;
+    char                               caller[NGX_HTTP_IOTHUB_TWIN_SHOWN];
+    char                               shown[NGX_HTTP_IOTHUB_TWIN_PSHOWN];
+    size_t                             n, skip, ri, di;
+    unsigned                           s;
+    const unsigned char               *p, *end, *dot;
+    ngx_http_iothub_twin_policy_key_t  keys[NGX_HTTP_IOTHUB_TWIN_DEPTH];
+
+    (void) is_delete;
+
+    d->npaths++;
+
+    if (!d->target_ok) {
+
+        /* the target's reason stands */
+        return ngx_http_iothub_twin_policy_refuse(d, path, len,
+                                                  "the target is refused");
+    }
+
+    if (d->op == NGX_HTTP_IOTHUB_TWIN_OP_READ) {
+        return ngx_http_iothub_twin_policy_refuse(d, path, len,
+                                       "operation read writes no paths");
+    }
+
+    if (len >= 4 && memcmp(path, "tags", 4) == 0
+        && (len == 4 || path[4] == '.'))
+    {
+        s = NGX_HTTP_IOTHUB_TWIN_POLICY_TAGS;
+        skip = 4;
+
+    } else if (len >= 18 && memcmp(path, "properties.desired", 18) == 0
+               && (len == 18 || path[18] == '.'))
+    {
+        s = NGX_HTTP_IOTHUB_TWIN_POLICY_DESIRED;
+        skip = 18;
+
+    } else {
+        s = 2;
+        skip = 0;
+    }
+
+    n = 0;
+    rc = -1;
+
+    if (s < 2) {
+        rc = 0;
+        end = path + len;
+
+        for (p = path + skip; p < end; p = dot) {
+
+            /* p is at the '.' before the next key */
+
+            p++;
+
+            dot = memchr(p, '.', end - p);
+            if (dot == NULL) {
+                dot = end;
+            }
+
+            if (dot == p || n == NGX_HTTP_IOTHUB_TWIN_DEPTH) {
+                rc = -1;
+                break;
+            }
+
+            keys[n].data = p;
+            keys[n].len = dot - p;
+            n++;
+        }
+    }
+
+    if (rc != 0) {
+        (void) ngx_http_iothub_twin_policy_escape(shown, sizeof(shown), path,
+                                                  len, 1);
+        return ngx_http_iothub_twin_policy_refuse(d, path, len,
+                                       "%s: not a writable path", shown);
+    }
+
+    rc = ngx_http_iothub_twin_policy_check(d, s, keys, n, &ri, &di);
+
+    if (rc == NGX_HTTP_IOTHUB_TWIN_POLICY_ALLOWED) {
+        return 0;
+    }
+
+    if (d->nrefused > 0) {
+        d->nrefused++;
+        return -1;
+    }
+
+    (void) ngx_http_iothub_twin_policy_escape(shown, sizeof(shown), path, len,
+                                              1);
+    (void) ngx_http_iothub_twin_policy_escape(caller, sizeof(caller),
+                                   (const unsigned char *) d->caller->name,
+                                   d->caller->name_len, 1);
+
+    if (rc == NGX_HTTP_IOTHUB_TWIN_POLICY_DENIED) {
+        return ngx_http_iothub_twin_policy_refuse(d, path, len,
+                                       "%s: denied to caller %s by"
+                                       " rules[%zu].deny[%zu]", shown,
+                                       caller, ri, di);
+    }
+
+    return ngx_http_iothub_twin_policy_refuse(d, path, len,
+                                   "%s: not writable by caller %s", shown,
+                                   caller);
+}
+
+
+/*
+ * keys[0 .. n - 1] below section s: denied if a deny pattern of a matched
+ * rule overlaps it, allowed if an allow pattern of one matches it
+ */
+
+static int
+ngx_http_iothub_twin_policy_check(
+    const ngx_http_iothub_twin_policy_decision_t *d, unsigned section,
+    const ngx_http_iothub_twin_policy_key_t *keys, size_t n, size_t *ri,
+    size_t *di)
+{
+    int                                        allowed;
+    size_t                                     w, i, k, words;
+    uint64_t                                   bits;
+    const ngx_http_iothub_twin_policy_rule_t  *r;
+
+    allowed = 0;
+    words = (d->caller->nrules + 63) / 64;
+
+    for (w = 0; w < words; w++) {
+
+        for (bits = d->rules.w[w]; bits; bits &= bits - 1) {
+            i = w * 64 + __builtin_ctzll(bits);
+            r = &d->caller->rules[i];
+
+            for (k = 0; k < r->ndeny[section]; k++) {
+                if (ngx_http_iothub_twin_policy_overlaps(&r->deny[section][k],
+                                                         keys, n))
+                {
+                    *ri = i;
+                    *di = r->deny[section][k].index;
+                    return NGX_HTTP_IOTHUB_TWIN_POLICY_DENIED;
+                }
+            }
+
+            if (allowed) {
+                continue;
+            }
+
+            for (k = 0; k < r->nallow[section]; k++) {
+                if (ngx_http_iothub_twin_policy_allows(&r->allow[section][k],
+                                                       keys, n))
+                {
+                    allowed = 1;
+                    break;
+                }
+            }
+        }
+    }
+
+    return allowed ? NGX_HTTP_IOTHUB_TWIN_POLICY_ALLOWED
+                   : NGX_HTTP_IOTHUB_TWIN_POLICY_UNCOVERED;
+}
+
+
+/* the pattern matches the path itself */
+
+static int
+ngx_http_iothub_twin_policy_allows(
+    const ngx_http_iothub_twin_policy_path_t *pp,
+    const ngx_http_iothub_twin_policy_key_t *keys, size_t n)
+{
+    size_t                                    i;
+    const ngx_http_iothub_twin_policy_seg_t  *seg;
+
+    if (pp->rest ? n < pp->nsegs : n != pp->nsegs) {
+        return 0;
+    }
+
+    for (i = 0; i < pp->nsegs; i++) {
+        seg = &pp->segs[i];
+
+        if (!seg->any
+            && (seg->len != keys[i].len
+                || memcmp(seg->data, keys[i].data, seg->len) != 0))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * The pattern matches the path, an ancestor or a descendant of it: the
+ * keys both have agree as far as the shorter goes (a pattern can always
+ * be continued, its segments being "*", "**" or keys).
+ */
+
+static int
+ngx_http_iothub_twin_policy_overlaps(
+    const ngx_http_iothub_twin_policy_path_t *pp,
+    const ngx_http_iothub_twin_policy_key_t *keys, size_t n)
+{
+    size_t                                    i, m;
+    const ngx_http_iothub_twin_policy_seg_t  *seg;
+
+    m = (n < pp->nsegs) ? n : pp->nsegs;
+
+    for (i = 0; i < m; i++) {
+        seg = &pp->segs[i];
+
+        if (!seg->any
+            && (seg->len != keys[i].len
+                || memcmp(seg->data, keys[i].data, seg->len) != 0))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+static int
+ngx_http_iothub_twin_policy_refuse(ngx_http_iothub_twin_policy_decision_t *d,
+    const unsigned char *path, size_t len, const char *fmt, ...)
+{
+    va_list  args;
+
+    d->allowed = 0;
+
+    if (d->nrefused++ > 0) {
+        return -1;
+    }
+
+    va_start(args, fmt);
+    (void) vsnprintf(d->reason, sizeof(d->reason), fmt, args);
+    va_end(args);
+
+    if (path != NULL) {
+        (void) ngx_http_iothub_twin_policy_escape(d->path, sizeof(d->path),
+                                                  path, len, 1);
+    }
+
+    return -1;
+}

@@ -1,0 +1,174 @@
+
+/*
+ * Copyright (C) ngx_iothub_twin developers
+ *
+ * The per-caller policy: who may read, update or replace which twins, and
+ * which paths of tags and properties.desired each caller may write.
+ *
+ * Pure code, no nginx types.  Loading (jansson, malloc) happens at
+ * configuration time; the matching functions neither allocate nor look at
+ * more than the one caller they are given, so their cost does not grow
+ * with the number of callers.
+ *
+ * ID patterns (devices, modules), matched case-sensitively against
+ * decoded IDs:
+ *
+ *   dev1        exact
+ *   fleet-*     prefix: a single trailing '*'
+ *   sensor-??-* glob: '*' any run, '?' one character, anywhere
+ *
+ * '*' and '?' are always wildcards, so an ID holding a literal '*' or '?'
+ * can only be matched by a wildcard.  A module ID beginning with '$' (a
+ * system module) is matched only by a pattern beginning with '$': "*"
+ * never covers $edgeAgent.  In "modules", "" stands for the device twin
+ * itself; without "modules" a rule covers device twins only.
+ *
+ * Path patterns are dot-separated segments: "*" matches exactly one key,
+ * a trailing "**" matches the node it follows and anything below it
+ * ("config.**" covers config.a, config.a.b and config written or deleted
+ * as a whole), any other segment matches literally.  A segment "*" or
+ * "**" is always a wildcard, so a key named "*" can only be matched by
+ * one.  An allow pattern covers exactly the paths it matches: "owner"
+ * allows writing owner as a whole, not owner.first.
+ *
+ * A deny pattern protects the nodes it matches and everything below them,
+ * and a write of a node replaces what is below it; so a written path is
+ * denied when a deny pattern matches the path, one of its ancestors or one
+ * of its descendants.
+ */
+
+
+#ifndef _NGX_HTTP_IOTHUB_TWIN_POLICY_H_INCLUDED_
+#define _NGX_HTTP_IOTHUB_TWIN_POLICY_H_INCLUDED_
+
+
+#include <stddef.h>
+#include <stdint.h>
+
+
+/* the same values as in ngx_http_iothub_twin_module.h */
+#define NGX_HTTP_IOTHUB_TWIN_OP_READ             1
+#define NGX_HTTP_IOTHUB_TWIN_OP_UPDATE           2
+#define NGX_HTTP_IOTHUB_TWIN_OP_REPLACE          3
+
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_NAME_MAX     128
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_KEY_MAX      256
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_MAX_RULES    1000
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_MAX_BODY     16777216
+
+/* entries of one pattern list, and bytes of one pattern */
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_MAX_LIST     1000
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_ID_PATTERN   128
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_SEGMENT      1024
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_PATH_PATTERN 16384
+
+/* keys below the section a written path may have; deeper is refused */
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_PATH_DEPTH   64
+
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_RULE_WORDS                               \
+    ((NGX_HTTP_IOTHUB_TWIN_POLICY_MAX_RULES + 63) / 64)
+
+
+typedef struct ngx_http_iothub_twin_policy_s  ngx_http_iothub_twin_policy_t;
+typedef struct ngx_http_iothub_twin_caller_s  ngx_http_iothub_twin_caller_t;
+
+
+/* a bit per rule of one caller */
+typedef struct {
+    uint64_t  w[NGX_HTTP_IOTHUB_TWIN_POLICY_RULE_WORDS];
+} ngx_http_iothub_twin_policy_rules_t;
+
+
+typedef struct {
+    const ngx_http_iothub_twin_caller_t  *caller;
+    int                                   op;
+
+    /* the caller's rules that cover the target and allow op */
+    ngx_http_iothub_twin_policy_rules_t   rules;
+    unsigned                              nrules;
+
+    unsigned                              npaths;
+    unsigned                              nrefused;
+
+    unsigned                              allowed:1;
+    unsigned                              target_ok:1;
+
+    /* the caller is in report mode: log refusals, do not enforce them */
+    unsigned                              report:1;
+
+    /*
+     * The first refusal, NUL-terminated printable ASCII: other bytes and
+     * '"' and '\' shown as \xNN, long IDs and paths cut short with "...".
+     * Never key material.
+     */
+    char                                  reason[256];
+    char                                  path[256];
+} ngx_http_iothub_twin_policy_decision_t;
+
+
+ngx_http_iothub_twin_policy_t *ngx_http_iothub_twin_policy_load(
+    const char *path, char *err, size_t err_len);
+ngx_http_iothub_twin_policy_t *ngx_http_iothub_twin_policy_parse(
+    const char *name, const char *json, size_t len, char *err,
+    size_t err_len);
+void ngx_http_iothub_twin_policy_free(ngx_http_iothub_twin_policy_t *policy);
+size_t ngx_http_iothub_twin_policy_ncallers(
+    const ngx_http_iothub_twin_policy_t *policy);
+
+/* NULL for an unknown name */
+const ngx_http_iothub_twin_caller_t *ngx_http_iothub_twin_policy_caller(
+    const ngx_http_iothub_twin_policy_t *policy, const unsigned char *name,
+    size_t len);
+/* the caller with index i, in file order; NULL past the end */
+const ngx_http_iothub_twin_caller_t *ngx_http_iothub_twin_policy_caller_at(
+    const ngx_http_iothub_twin_policy_t *policy, size_t i);
+
+const char *ngx_http_iothub_twin_policy_caller_name(
+    const ngx_http_iothub_twin_caller_t *c, size_t *len);
+/* slot 0 primary, 1 secondary: decoded bytes, or NULL if not set */
+const unsigned char *ngx_http_iothub_twin_policy_caller_key(
+    const ngx_http_iothub_twin_caller_t *c, unsigned slot, size_t *len);
+int ngx_http_iothub_twin_policy_caller_report(
+    const ngx_http_iothub_twin_caller_t *c);
+/* 0: no per-caller limit */
+size_t ngx_http_iothub_twin_policy_caller_max_body_size(
+    const ngx_http_iothub_twin_caller_t *c);
+int ngx_http_iothub_twin_policy_caller_require_if_match(
+    const ngx_http_iothub_twin_caller_t *c);
+/* 0 .. ncallers - 1, in file order */
+size_t ngx_http_iothub_twin_policy_caller_index(
+    const ngx_http_iothub_twin_caller_t *c);
+size_t ngx_http_iothub_twin_policy_caller_nrules(
+    const ngx_http_iothub_twin_caller_t *c);
+
+/* "read", "update", "replace", or "unknown" */
+const char *ngx_http_iothub_twin_policy_op_name(int op);
+
+
+/*
+ * Phase 1: may caller c do op on this twin at all?  module is NULL for a
+ * device twin.  c may be NULL (an unknown caller: refused).  A replace
+ * also needs tags and properties.desired writable as a whole, since the
+ * hub replaces both.  Returns 0 if allowed, -1 if refused (d->reason
+ * set).  d is initialized here.
+ */
+int ngx_http_iothub_twin_policy_target(
+    ngx_http_iothub_twin_policy_decision_t *d,
+    const ngx_http_iothub_twin_caller_t *c, int op,
+    const unsigned char *device, size_t dlen, const unsigned char *module,
+    size_t mlen);
+
+/*
+ * Phase 2, once per written path ("tags.a.b", "properties.desired.x"; a
+ * null delete is a write like any other).  Returns 0 if allowed, -1 if
+ * refused: the first refusal is kept in d->reason and d->path, later
+ * ones only counted.  After a refused target every path is refused.
+ * Both phases return the verdict even in report mode: acting on
+ * d->report is the caller's business.
+ */
+int ngx_http_iothub_twin_policy_path(
+    ngx_http_iothub_twin_policy_decision_t *d, const unsigned char *path,
+    size_t len, int is_delete);
+
+
+#endif /* _NGX_HTTP_IOTHUB_TWIN_POLICY_H_INCLUDED_ */

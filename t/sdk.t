@@ -1,0 +1,446 @@
+#!/usr/bin/perl
+
+# The official Node service SDK (azure-iothub, unmodified, pinned in
+# t/node/package.json) used as a backend would use it, with nothing changed
+# but the connection string: HostName is the gateway, the key is the
+# caller's own.  t/node/twin-client.js runs the SDK calls; every scenario
+# checks what the SDK reports, the hub's state, and what the hub received.
+#
+# The SDK always connects to port 443 of HostName, so the gateway listens on
+# 127.0.0.1:443 with TLS (the test CA is trusted through
+# NODE_EXTRA_CA_CERTS).  The test is skipped when that port is taken.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Errno qw(EADDRINUSE);
+use IO::Socket::INET;
+use MIME::Base64 qw(encode_base64);
+use Test::More;
+use IoTHubTwin qw(json_decode json_encode);
+
+my $NODE = $ENV{NODE_BIN} || 'node';
+my $CLIENT = "$IoTHubTwin::ROOT/t/node/twin-client.js";
+my $SDK = "$IoTHubTwin::ROOT/t/node/node_modules/azure-iothub/package.json";
+
+my $probe = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 443,
+                                  Listen => 1, Proto => 'tcp',
+                                  ReuseAddr => 1);
+if (!$probe) {
+    plan skip_all => $! == EADDRINUSE
+        ? 'something else listens on 127.0.0.1:443, where the SDK connects'
+        : "cannot listen on 127.0.0.1:443 ($!): the SDK needs that port";
+}
+close $probe;
+
+-f $SDK or die "$SDK is missing: run make deps (npm ci --prefix t/node)\n";
+my $SDK_VERSION = do {
+    open my $fh, '<', $SDK or die "$SDK: $!";
+    local $/;
+    json_decode(<$fh>)->{version};
+};
+
+# callers and their keys (test-only keys; the harness greps every log for them)
+
+my $KEY_A = encode_base64('backend-a primary key, tests only', '');
+my $KEY_A2 = encode_base64('backend-a secondary key, tests only', '');
+my $KEY_B = encode_base64('backend-b primary key, tests only', '');
+my $WRONG = encode_base64('not the key of any caller at all', '');
+
+sub cs { "HostName=localhost;SharedAccessKeyName=$_[0];SharedAccessKey=$_[1]" }
+
+my $CS_A = cs('backend-a', $KEY_A);
+
+my $DEV = q{dev#?%$'()*+,;=@!:-._};
+my $MOD = q{m#?%$'()*+,;=@!:-._};
+
+my $CALLERS = {
+    callers => {
+        'backend-a' => {
+            keys => { primary => $KEY_A, secondary => $KEY_A2 },
+            rules => [ {
+                operations => ['read', 'update'],
+                devices => ['dev1', 'dev2', 'dev#*'],
+                modules => ['', 'mod1', 'm#*'],
+                tags => ['**'],
+                desired => ['**'],
+                deny => ['properties.desired.locked.**'],
+            } ],
+        },
+        'backend-b' => {
+            keys => { primary => $KEY_B },
+            rules => [ { operations => ['read'], devices => ['dev2'] } ],
+        },
+    },
+};
+
+# the gateway as backends see it: TLS on 443 for the SDK, plus plain HTTP on
+# a free port for the harness (it waits for that port to know nginx is up)
+
+sub conf {
+    my (%o) = @_;
+    my $http = $o{http} || '';
+    my $server = $o{server} || '';
+    my $location = $o{location} || '';
+
+    return <<"EOF";
+    log_format sdk '\$connection \$connection_requests \$request_method '
+                   '\$status "\$iothub_twin_caller" "\$http_user_agent" '
+                   '"\$http_request_id" \$caller_se';
+
+    # the expiry of the caller's token, only that, for the log
+    map \$http_authorization \$caller_se {
+        "~[ &]se=(?<se>[0-9]+)"  \$se;
+        default                  -;
+    }
+$http
+    server {
+        listen 127.0.0.1:443 ssl;
+        listen 127.0.0.1:%%GW_PORT%%;
+
+        ssl_certificate     %%ROOT%%/build/certs/hub.pem;
+        ssl_certificate_key %%ROOT%%/build/certs/hub.key;
+
+        access_log %%DIR%%/sdk-access.log sdk;
+
+        error_page 400 /.iothub_twin/400;
+        location = /.iothub_twin/400 {
+            internal;
+            iothub_twin_error 400 ArgumentInvalid "the request is malformed";
+        }
+$server
+        location / {
+            iothub_twin_pass https://%%HUB%%;
+            iothub_twin_hub_policy service;
+            iothub_twin_hub_key_file %%DIR%%/hub.key;
+            proxy_ssl_trusted_certificate %%CA%%;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+
+            iothub_twin_identity sas;
+            iothub_twin_sas_host localhost;
+            iothub_twin_callers %%DIR%%/callers.json;
+            iothub_twin_read on;
+$location
+        }
+    }
+EOF
+}
+
+my $t = IoTHubTwin->new;
+$t->secret($_) for $KEY_A, $KEY_A2, $KEY_B, $WRONG;
+$t->write_file('callers.json', json_encode($CALLERS));
+$t->start_nginx(conf());
+
+# runs scenarios through the SDK client, in one process (so over one
+# keep-alive connection per caller); returns one answer per scenario
+sub sdk {
+    my @steps = map {
+        my %s = %$_;
+        $s{connectionString} //= $CS_A unless $s{sharedAccessSignature};
+        \%s;
+    } @_;
+
+    local $ENV{NODE_EXTRA_CA_CERTS} = "$IoTHubTwin::BUILD/certs/ca.pem";
+    open(my $fh, '-|', $NODE, $CLIENT, json_encode(\@steps))
+        or die "$NODE: $!";
+    my @out = map { json_decode($_) } <$fh>;
+    close $fh;
+    diag("twin-client.js exited with status " . ($? >> 8)) if $?;
+
+    push @out, { ok => 0, name => 'no answer' } while @out < @steps;
+    return wantarray ? @out : $out[0];
+}
+
+sub header {
+    my ($req, $name) = @_;
+    return map { $_->[1] } grep { lc $_->[0] eq lc $name } @{$req->{headers}};
+}
+
+# every request the hub received carried the gateway's token, not a caller's
+sub signed_by_gateway {
+    my ($seen, $name) = @_;
+    my @bad = grep {
+        my @auth = header($_, 'Authorization');
+        !($_->{auth} eq 'ok' && @auth == 1
+          && $auth[0] =~ /^SharedAccessSignature sr=testhub\.azure-devices\.net&sig=[^&]+&skn=service&se=\d+$/)
+    } @$seen;
+    ok(@$seen && !@bad, "$name: the hub got the gateway's token");
+}
+
+sub sdk_error {
+    my ($r, $class, $status, $code, $text_re, $name) = @_;
+    subtest $name => sub {
+        ok(!$r->{ok}, 'the SDK reports an error');
+        is($r->{name}, $class, "error class $class");
+        is($r->{statusCode}, $status, "status $status");
+        is($r->{errorCode}, $code, "iothub-errorcode $code");
+        like($r->{message}, $text_re, 'message') if $text_re;
+    } or diag(explain($r));
+}
+
+my ($r, @r, $seen, $twin);
+
+# read-through: Registry.getTwin and Registry.getModuleTwin
+
+$t->hub_reset;
+$r = sdk({ op => 'getTwin', deviceId => 'dev1' });
+ok($r->{ok}, 'getTwin: ok') or diag(explain($r));
+is($r->{result}{deviceId}, 'dev1', 'getTwin: the device twin');
+is($r->{result}{tags}{location}{city}, 'Oslo', 'getTwin: its tags');
+is($r->{result}{etag}, $t->hub_twin('dev1')->{etag}, 'getTwin: its etag');
+
+$r = sdk({ op => 'getModuleTwin', deviceId => 'dev1', moduleId => 'mod1' });
+ok($r->{ok}, 'getModuleTwin: ok') or diag(explain($r));
+is($r->{result}{moduleId}, 'mod1', 'getModuleTwin: the module twin');
+is($r->{result}{properties}{desired}{mode}, 'normal',
+   'getModuleTwin: its desired properties');
+
+$seen = $t->hub_requests;
+is(join(' ', map { "$_->{method} $_->{target}" } @$seen),
+   'GET /twins/dev1?api-version=2021-04-12 '
+   . 'GET /twins/dev1/modules/mod1?api-version=2021-04-12',
+   'reads: what the hub received');
+signed_by_gateway($seen, 'reads');
+
+# Registry.updateTwin, with "*" and with the current etag
+
+my $patch = { tags => { location => { city => 'Bergen' } },
+              properties => { desired => { telemetry => { interval => 60 } } } };
+
+$t->hub_reset;
+$r = sdk({ op => 'updateTwin', deviceId => 'dev1', etag => '*',
+           patch => $patch });
+ok($r->{ok}, 'updateTwin "*": ok') or diag(explain($r));
+is($r->{result}{tags}{location}{city}, 'Bergen', 'updateTwin "*": the new twin');
+
+$twin = $t->hub_twin('dev1');
+is($twin->{version}, 2, 'updateTwin "*": hub version 2');
+is($twin->{tags}{location}{city}, 'Bergen', 'updateTwin "*": hub tags');
+is($twin->{properties}{desired}{telemetry}{interval}, 60,
+   'updateTwin "*": hub desired');
+
+$seen = $t->hub_requests;
+is(scalar @$seen, 1, 'updateTwin "*": one request');
+is($seen->[0]{target}, '/twins/dev1?api-version=2021-04-12',
+   'updateTwin "*": target');
+is(join('|', header($seen->[0], 'If-Match')), '"*"',
+   'updateTwin "*": If-Match "*" as the SDK sent it');
+is_deeply(json_decode($seen->[0]{body}), $patch, 'updateTwin "*": the patch');
+
+$r = sdk({ op => 'updateTwin', deviceId => 'dev1', etag => $twin->{etag},
+           patch => { tags => { step => 2 } } });
+ok($r->{ok}, 'updateTwin etag: ok') or diag(explain($r));
+is($t->hub_twin('dev1')->{tags}{step}, 2, 'updateTwin etag: hub tags');
+is(join('|', header($t->hub_requests->[-1], 'If-Match')), qq{"$twin->{etag}"},
+   'updateTwin etag: the quoted etag reached the hub');
+
+# Registry.updateModuleTwin, with "*" and with the current etag
+
+$t->hub_reset;
+$r = sdk({ op => 'updateModuleTwin', deviceId => 'dev1', moduleId => 'mod1',
+           etag => '*', patch => { properties => { desired => { mode => 'eco' } } } });
+ok($r->{ok}, 'updateModuleTwin "*": ok') or diag(explain($r));
+is($r->{result}{moduleId}, 'mod1', 'updateModuleTwin "*": the module twin');
+
+$twin = $t->hub_twin('dev1', 'mod1');
+is($twin->{properties}{desired}{mode}, 'eco', 'updateModuleTwin "*": hub state');
+
+$r = sdk({ op => 'updateModuleTwin', deviceId => 'dev1', moduleId => 'mod1',
+           etag => $twin->{etag}, patch => { tags => { site => 'north' } } });
+ok($r->{ok}, 'updateModuleTwin etag: ok') or diag(explain($r));
+is($t->hub_twin('dev1', 'mod1')->{tags}{site}, 'north',
+   'updateModuleTwin etag: hub state');
+
+$seen = $t->hub_requests;
+is(join(' ', map { "$_->{method} $_->{target} " . join('', header($_, 'If-Match')) } @$seen),
+   'PATCH /twins/dev1/modules/mod1?api-version=2021-04-12 "*" '
+   . qq{PATCH /twins/dev1/modules/mod1?api-version=2021-04-12 "$twin->{etag}"},
+   'updateModuleTwin: what the hub received');
+signed_by_gateway($seen, 'updates');
+
+# Twin.update() on a twin fetched with getTwin: the fetched etag is the
+# precondition
+
+$t->hub_reset;
+my $etag = $t->hub_twin('dev2')->{etag};
+$r = sdk({ op => 'twinUpdate', deviceId => 'dev2',
+           patch => { tags => { owner => 'ops' } } });
+ok($r->{ok}, 'Twin.update: ok') or diag(explain($r));
+is($r->{result}{tags}{owner}, 'ops', 'Twin.update: the twin was refreshed');
+is($t->hub_twin('dev2')->{tags}{owner}, 'ops', 'Twin.update: hub state');
+
+$seen = $t->hub_requests;
+is(join(' ', map { "$_->{method} " . join('', header($_, 'If-Match')) } @$seen),
+   qq{GET  PATCH "$etag"}, 'Twin.update: a read, then a PATCH with its etag');
+
+# a stale etag: the hub's 412, which the SDK raises as InvalidEtagError
+
+$t->hub_reset;
+@r = sdk({ op => 'updateTwin', deviceId => 'dev1', etag => '*',
+           patch => { tags => { step => 1 } } },
+         { op => 'updateTwin', deviceId => 'dev1', etag => 'AAAAAAAAAAE=',
+           patch => { tags => { step => 2 } } });
+ok($r[0]{ok}, 'stale etag: the first update passes');
+sdk_error($r[1], 'InvalidEtagError', 412, 'PreconditionFailed', undef,
+          'stale etag: InvalidEtagError');
+is($t->hub_requests->[-1]{status}, 412, 'stale etag: the hub answered 412');
+is($t->hub_twin('dev1')->{tags}{step}, 1, 'stale etag: hub state unchanged');
+
+# refused by the caller's policy: 403, which the SDK raises as
+# TooManyDevicesError (its mapping of every 403), with the gateway's text
+
+$t->hub_reset;
+@r = sdk({ op => 'updateTwin', deviceId => 'dev1', etag => '*',
+           patch => { properties => { desired => { locked => { relay => 1 } } } } },
+         { op => 'getModuleTwin', deviceId => 'dev1', moduleId => '$edgeAgent' });
+sdk_error($r[0], 'TooManyDevicesError', 403, 'PolicyDenied',
+          qr/^caller backend-a may not do this: .*properties\.desired\.locked/,
+          'denied path: 403 PolicyDenied');
+sdk_error($r[1], 'TooManyDevicesError', 403, 'PolicyDenied',
+          qr/^caller backend-a may not do this/,
+          'a twin outside the rules: 403 PolicyDenied');
+is(scalar @{$t->hub_requests}, 0, 'policy refusals: nothing forwarded');
+ok(!exists $t->hub_twin('dev1')->{properties}{desired}{locked},
+   'policy refusal: hub state unchanged');
+
+# refused by validation: 400, ArgumentError
+
+$t->hub_reset;
+$r = sdk({ op => 'updateTwin', deviceId => 'dev1', etag => '*',
+           patch => { tags => { 'cost$center' => 1 } } });
+sdk_error($r, 'ArgumentError', 400, 'ArgumentInvalid', qr/\$/,
+          'a key with $: ArgumentError');
+is(scalar @{$t->hub_requests}, 0, 'validation refusal: nothing forwarded');
+
+# IDs made of every allowed special character, encoded by the SDK
+
+$t->hub_reset;
+@r = sdk({ op => 'getTwin', deviceId => $DEV },
+         { op => 'updateModuleTwin', deviceId => $DEV, moduleId => $MOD,
+           etag => '*', patch => { properties => { desired => { level => 2 } } } },
+         { op => 'twinUpdate', deviceId => $DEV, moduleId => $MOD,
+           patch => { tags => { checked => JSON::PP::true } } });
+ok($r[0]{ok} && $r[0]{result}{deviceId} eq $DEV, 'special IDs: getTwin')
+    or diag(explain($r[0]));
+ok($r[1]{ok} && $r[1]{result}{moduleId} eq $MOD, 'special IDs: updateModuleTwin')
+    or diag(explain($r[1]));
+ok($r[2]{ok}, 'special IDs: Twin.update') or diag(explain($r[2]));
+
+$twin = $t->hub_twin($DEV, $MOD);
+is($twin->{properties}{desired}{level}, 2, 'special IDs: hub desired');
+ok($twin->{tags}{checked}, 'special IDs: hub tags');
+
+my $path = '/twins/' . IoTHubTwin::uri_component($DEV);
+my $mpath = "$path/modules/" . IoTHubTwin::uri_component($MOD);
+is(join(' ', map { $_->{target} } @{$t->hub_requests}),
+   join(' ', map { "$_?api-version=2021-04-12" } $path, $mpath, $mpath, $mpath),
+   'special IDs: the hub got them encoded as encodeURIComponent does');
+
+# what the SDK sends passes as it is: Request-Id, User-Agent, its
+# Content-Type, keep-alive, a token signed anew for each request
+
+$t->hub_reset;
+@r = sdk({ op => 'getTwin', deviceId => 'dev2' },
+         { op => 'updateTwin', deviceId => 'dev2', patch => { tags => { n => 1 } } },
+         { op => 'updateTwin', deviceId => 'dev2', patch => { tags => { n => 2 } },
+           pauseMs => 1100 },
+         { op => 'getTwin', deviceId => 'dev2' });
+is(scalar(grep { $_->{ok} } @r), 4, 'four SDK calls in a row: ok')
+    or diag(explain(\@r));
+is($r[3]{result}{tags}{n}, 2, 'the last read sees the last update');
+
+$seen = $t->hub_requests;
+is(scalar @$seen, 4, 'the hub received four requests');
+signed_by_gateway($seen, 'SDK headers');
+is(join(' ', map { header($_, 'User-Agent') } @$seen),
+   join(' ', ("azure-iothub/$SDK_VERSION") x 4), 'User-Agent passed');
+my %ids = map { (header($_, 'Request-Id'))[0] // '' => 1 } @$seen;
+is(scalar(grep { /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/ } keys %ids),
+   4, 'Request-Id passed, one per request');
+is(join('|', map { header($_, 'Content-Type') } grep { $_->{method} eq 'PATCH' } @$seen),
+   'application/json; charset=utf-8|application/json; charset=utf-8',
+   'the SDK\'s Content-Type passed');
+
+my @log = map { [split / /] } grep { /"backend-a"/ }
+    split /\n/, $t->read_file('sdk-access.log');
+@log = @log[-4 .. -1] if @log >= 4;
+is(join(' ', map { $_->[1] } @log), '1 2 3 4',
+   'the SDK kept one connection for the four requests');
+is(scalar(keys %{{ map { $_->[0] => 1 } @log }}), 1, 'one connection');
+my %se = map { $_->[-1] => 1 } @log;
+ok(keys %se >= 2, 'the SDK signed new tokens, the gateway took each');
+ok(!grep({ !/^\d+$/ || $_ < time + 3500 } keys %se),
+   'the caller tokens live an hour');
+
+# unauthorized: a wrong key, an unknown key name, an expired token (the
+# SDK sends a given token as it is with fromSharedAccessSignature); the
+# secondary key works
+
+$t->hub_reset;
+my $expired = IoTHubTwin::sas_token(sr => 'localhost', skn => 'backend-a',
+                                    key => $KEY_A, se => time - 60);
+
+@r = sdk({ op => 'getTwin', deviceId => 'dev1',
+           connectionString => cs('backend-a', $WRONG) },
+         { op => 'getTwin', deviceId => 'dev1',
+           connectionString => cs('backend-x', $KEY_A) },
+         { op => 'getTwin', deviceId => 'dev1',
+           sharedAccessSignature => $expired },
+         { op => 'getTwin', deviceId => 'dev1',
+           connectionString => cs('backend-a', $KEY_A2) });
+my $unauth = qr/the caller could not be identified/;
+sdk_error($r[0], 'UnauthorizedError', 401, 'IotHubUnauthorizedAccess', $unauth,
+          'a wrong key: UnauthorizedError');
+sdk_error($r[1], 'UnauthorizedError', 401, 'IotHubUnauthorizedAccess', $unauth,
+          'an unknown key name: UnauthorizedError');
+sdk_error($r[2], 'UnauthorizedError', 401, 'IotHubUnauthorizedAccess', $unauth,
+          'an expired token: UnauthorizedError');
+ok($r[3]{ok}, 'the secondary key: ok') or diag(explain($r[3]));
+is(scalar @{$t->hub_requests}, 1, 'only the secondary key\'s read forwarded');
+
+# throttled: limit_req keyed on the caller, 429 in the hub's shape, which
+# the SDK raises as ThrottlingError; another caller has its own budget
+
+$t->start_nginx(conf(
+    http => "    limit_req_zone \$iothub_twin_caller zone=callers:1m rate=1r/m;\n",
+    server => <<'EOF',
+        error_page 429 /.iothub_twin/429;
+        location = /.iothub_twin/429 {
+            internal;
+            iothub_twin_error 429 ThrottlingException "too many requests";
+        }
+EOF
+    location => <<'EOF'));
+            limit_req zone=callers burst=0 nodelay;
+            limit_req_status 429;
+EOF
+
+$t->hub_reset;
+@r = sdk({ op => 'getTwin', deviceId => 'dev1' },
+         { op => 'getTwin', deviceId => 'dev1' },
+         { op => 'getTwin', deviceId => 'dev2',
+           connectionString => cs('backend-b', $KEY_B) });
+ok($r[0]{ok}, 'throttling: the first request passes') or diag(explain($r[0]));
+sdk_error($r[1], 'ThrottlingError', 429, 'ThrottlingException',
+          qr/too many requests/, 'throttling: the second is ThrottlingError');
+ok($r[2]{ok}, 'throttling: another caller is not throttled')
+    or diag(explain($r[2]));
+is(join(' ', map { $_->{target} } @{$t->hub_requests}),
+   '/twins/dev1?api-version=2021-04-12 /twins/dev2?api-version=2021-04-12',
+   'throttling: the throttled request was not forwarded');
+
+# no caller credential ever reached the hub (the harness checks the other
+# logs for the keys in finish)
+
+my $hub_log = $t->read_file('hub-requests.jsonl');
+ok(length $hub_log, 'the hub logged its requests');
+unlike($hub_log, qr/skn=backend-/, 'no caller token in what the hub received');
+ok(!grep({ index($hub_log, $_) >= 0 } $KEY_A, $KEY_A2, $KEY_B),
+   'no caller key in what the hub received');
+
+$t->finish;
+
+done_testing;
