@@ -89,6 +89,12 @@ ngx_http_iothub_twin_refuse(ngx_http_request_t *r, ngx_uint_t status,
     ctx = ngx_http_get_module_ctx(r, ngx_http_iothub_twin_module);
     if (ctx) {
         ctx->error = name;
+
+        /* a policy or identity refusal has said so already */
+
+        if (status != NGX_HTTP_FORBIDDEN && status != NGX_HTTP_UNAUTHORIZED) {
+            ngx_str_set(&ctx->decision, "refused");
+        }
     }
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,

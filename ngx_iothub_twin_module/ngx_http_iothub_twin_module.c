@@ -191,6 +191,20 @@ static ngx_command_t  ngx_http_iothub_twin_commands[] = {
       offsetof(ngx_http_iothub_twin_loc_conf_t, require_if_match),
       NULL },
 
+    { ngx_string("iothub_twin_metrics_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_iothub_twin_metrics_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("iothub_twin_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_iothub_twin_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("iothub_twin_audit_values"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_iothub_twin_set_audit_values,
@@ -989,6 +1003,7 @@ ngx_http_iothub_twin_body(ngx_http_request_t *r,
         break;
 
     case NGX_HTTP_IOTHUB_TWIN_PATCH_SYNTAX:
+        ctx->rule = ngx_http_iothub_twin_metrics_rule(p->error, 1);
         return ngx_http_iothub_twin_refuse(r, NGX_HTTP_BAD_REQUEST,
                                            "IotHubFormatError",
                                            "the body is not valid JSON: %s "
@@ -996,6 +1011,7 @@ ngx_http_iothub_twin_body(ngx_http_request_t *r,
                                            p->error, p->error_offset);
 
     default: /* NGX_HTTP_IOTHUB_TWIN_PATCH_INVALID */
+        ctx->rule = ngx_http_iothub_twin_metrics_rule(p->error, 0);
         return ngx_http_iothub_twin_refuse(r, NGX_HTTP_BAD_REQUEST,
                                            "ArgumentInvalid", "%s", p->error);
     }
@@ -1204,6 +1220,8 @@ ngx_http_iothub_twin_sign(ngx_http_request_t *r,
                                                "the gateway could not sign "
                                                "the request");
         }
+
+        ngx_http_iothub_twin_metrics_token(r);
 
         s->token_len = len;
         s->expiry = now + s->lifetime;
@@ -1803,6 +1821,13 @@ ngx_http_iothub_twin_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_iothub_twin_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_iothub_twin_metrics_log;
 
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_iothub_twin_header_filter;

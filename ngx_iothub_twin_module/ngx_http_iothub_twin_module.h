@@ -73,6 +73,7 @@ typedef struct {
 
 typedef struct {
     ngx_int_t                        request_id_index;
+    ngx_shm_zone_t                  *metrics;
     ngx_array_t                      signers;   /* signer pointers */
 } ngx_http_iothub_twin_main_conf_t;
 
@@ -148,6 +149,8 @@ typedef struct {
     size_t                           resp_len;
     size_t                           resp_cap;
 
+    ngx_uint_t                       rule;
+
     unsigned                         identified:1;
     unsigned                         refused_path:1;
     unsigned                         reported:1;
@@ -186,6 +189,17 @@ char *ngx_http_iothub_twin_merge_loc_conf(ngx_conf_t *cf, void *parent,
 /* ngx_http_iothub_twin_identity.c */
 ngx_int_t ngx_http_iothub_twin_identify(ngx_http_request_t *r,
     ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
+
+/* ngx_http_iothub_twin_metrics.c */
+char *ngx_http_iothub_twin_metrics_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_iothub_twin_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_iothub_twin_metrics_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_iothub_twin_metrics_log(ngx_http_request_t *r);
+void ngx_http_iothub_twin_metrics_token(ngx_http_request_t *r);
+ngx_uint_t ngx_http_iothub_twin_metrics_rule(const char *message,
+    ngx_uint_t syntax);
 
 /* ngx_http_iothub_twin_error.c */
 ngx_int_t ngx_http_iothub_twin_refuse(ngx_http_request_t *r,

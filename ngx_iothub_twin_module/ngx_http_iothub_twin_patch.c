@@ -182,6 +182,8 @@ static int ngx_http_iothub_twin_patch_leaf(
 static int ngx_http_iothub_twin_patch_add_size(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *at,
     size_t n);
+static int ngx_http_iothub_twin_patch_too_big(
+    ngx_http_iothub_twin_patch_state_t *st, const unsigned char *at);
 static int ngx_http_iothub_twin_patch_emit(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *at,
     int is_delete);
@@ -192,7 +194,9 @@ static const unsigned char *ngx_http_iothub_twin_patch_scan_key(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *p,
     unsigned char *dst, size_t cap, ngx_http_iothub_twin_patch_key_t *k);
 static void ngx_http_iothub_twin_patch_hash_run(
-    ngx_http_iothub_twin_patch_hash_t *hs, const unsigned char *p, size_t n);
+    ngx_http_iothub_twin_patch_hash_t *hs, const unsigned char *p, size_t n,
+    const unsigned char *end);
+static uint64_t ngx_http_iothub_twin_patch_load64(const unsigned char *p);
 static const unsigned char *ngx_http_iothub_twin_patch_escape(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *p,
     uint32_t *cp);
@@ -1359,6 +1363,14 @@ ngx_http_iothub_twin_patch_add_size(ngx_http_iothub_twin_patch_state_t *st,
         return 0;
     }
 
+    return ngx_http_iothub_twin_patch_too_big(st, at);
+}
+
+
+static int
+ngx_http_iothub_twin_patch_too_big(ngx_http_iothub_twin_patch_state_t *st,
+    const unsigned char *at)
+{
     if (st->size_out == &st->p->tags_size) {
         ngx_http_iothub_twin_patch_set_path(st, "tags");
 
@@ -1496,7 +1508,7 @@ ngx_http_iothub_twin_patch_scan_key(ngx_http_iothub_twin_patch_state_t *st,
     size_t                              n, len;
     uint32_t                            cp;
     uint64_t                            h;
-    unsigned char                       c, u[4];
+    unsigned char                       c, u[8];
     const unsigned char                *end, *q, *s;
     ngx_http_iothub_twin_patch_hash_t   hs;
 
@@ -1521,12 +1533,16 @@ ngx_http_iothub_twin_patch_scan_key(ngx_http_iothub_twin_patch_state_t *st,
         n = (size_t) (p - s);
 
         if (n) {
-            if (len < cap) {
+            if (n <= 16 && cap - len >= 16 && end - s >= 16) {
+                /* a short run: one fixed-size copy, the excess is scratch */
+                memcpy(dst + len, s, 16);
+
+            } else if (len < cap) {
                 memcpy(dst + len, s, n < cap - len ? n : cap - len);
             }
 
             len += n;
-            ngx_http_iothub_twin_patch_hash_run(&hs, s, n);
+            ngx_http_iothub_twin_patch_hash_run(&hs, s, n, end);
         }
 
         if (p == end) {
@@ -1588,7 +1604,7 @@ ngx_http_iothub_twin_patch_scan_key(ngx_http_iothub_twin_patch_state_t *st,
         }
 
         len += n;
-        ngx_http_iothub_twin_patch_hash_run(&hs, u, n);
+        ngx_http_iothub_twin_patch_hash_run(&hs, u, n, u + sizeof(u));
     }
 
     /* the length and a final mix: equal keys, equal hashes, few others */
@@ -1607,11 +1623,14 @@ ngx_http_iothub_twin_patch_scan_key(ngx_http_iothub_twin_patch_state_t *st,
 }
 
 
-/* feeds decoded key bytes to the hash, 8 at a time, little-endian */
+/*
+ * Feeds decoded key bytes to the hash, 8 at a time, little-endian.  Bytes
+ * up to end may be read: a short tail is loaded as a word and masked.
+ */
 
 static void
 ngx_http_iothub_twin_patch_hash_run(ngx_http_iothub_twin_patch_hash_t *hs,
-    const unsigned char *p, size_t n)
+    const unsigned char *p, size_t n, const unsigned char *end)
 {
     uint64_t  h, w;
     unsigned  sh;
@@ -1633,27 +1652,41 @@ ngx_http_iothub_twin_patch_hash_run(ngx_http_iothub_twin_patch_hash_t *hs,
     }
 
     while (n >= 8) {
-        w = (uint64_t) p[0] | (uint64_t) p[1] << 8 | (uint64_t) p[2] << 16
-            | (uint64_t) p[3] << 24 | (uint64_t) p[4] << 32
-            | (uint64_t) p[5] << 40 | (uint64_t) p[6] << 48
-            | (uint64_t) p[7] << 56;
-
-        h = (h ^ w) * NGX_HTTP_IOTHUB_TWIN_PATCH_HASH_MUL;
+        h = (h ^ ngx_http_iothub_twin_patch_load64(p))
+            * NGX_HTTP_IOTHUB_TWIN_PATCH_HASH_MUL;
         h ^= h >> 29;
-        w = 0;
         p += 8;
         n -= 8;
     }
 
-    while (n) {
-        w |= (uint64_t) *p++ << sh;
-        sh += 8;
-        n--;
+    if (n && end - p >= 8) {
+        w = ngx_http_iothub_twin_patch_load64(p)
+            & (((uint64_t) 1 << (n * 8)) - 1);
+        sh = (unsigned) n * 8;
+
+    } else {
+        while (n) {
+            w |= (uint64_t) *p++ << sh;
+            sh += 8;
+            n--;
+        }
     }
 
     hs->h = h;
     hs->w = w;
     hs->sh = sh;
+}
+
+
+static uint64_t
+ngx_http_iothub_twin_patch_load64(const unsigned char *p)
+{
+    /* compilers make this one load on little-endian machines */
+
+    return (uint64_t) p[0] | (uint64_t) p[1] << 8 | (uint64_t) p[2] << 16
+           | (uint64_t) p[3] << 24 | (uint64_t) p[4] << 32
+           | (uint64_t) p[5] << 40 | (uint64_t) p[6] << 48
+           | (uint64_t) p[7] << 56;
 }
 
 
@@ -2335,6 +2368,10 @@ ngx_http_iothub_twin_patch_key_path(ngx_http_iothub_twin_patch_state_t *st,
 static const unsigned char *
 ngx_http_iothub_twin_patch_ws(const unsigned char *p, const unsigned char *end)
 {
+    if (p < end && *p > ' ') {
+        return p;
+    }
+
     while (p < end
            && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
     {

@@ -357,7 +357,7 @@ sub stop {
 sub sas_token {
     my (%a) = @_;
     my $sr = uri_component($a{sr});
-    my $se = $a{se} // time + 3600;
+    my $se = $a{se} // int(time) + 3600;
     my $sig = encode_base64(hmac_sha256("$sr\n$se", decode_base64($a{key})),
                             '');
     return "SharedAccessSignature sr=$sr&sig=" . uri_component($sig)

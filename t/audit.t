@@ -1,0 +1,162 @@
+#!/usr/bin/perl
+
+# The audit trail: conf/audit.conf's JSON lines, written by nginx's own
+# access_log over the gateway's variables, one record per request; the
+# exact record for an allowed write, a policy refusal, a validation
+# refusal, a stale etag and a hub error.  No key, token or caller signature
+# in any log.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use IoTHubTwin qw(json_encode json_decode);
+
+my $KEY = 'YXVkaXQtdGVzdC1jYWxsZXIta2V5LTAxMjM0NTY3ODk=';
+
+my $t = IoTHubTwin->new;
+$t->secret($KEY);
+
+$t->write_file('callers.json', json_encode({ callers => {
+    'backend-a' => { keys => { primary => $KEY }, rules => [
+        { operations => ['update'], devices => ['dev1', 'nosuch'],
+          tags => ['location.*'], desired => ['telemetry.**'] } ] } } }));
+
+$t->start_nginx("    include %%ROOT%%/conf/audit.conf;\n"
+                . IoTHubTwin::gateway(<<'EOF', server => <<'EOF2'));
+            iothub_twin_identity sas;
+            iothub_twin_sas_host gateway.example.com;
+            iothub_twin_callers %%DIR%%/callers.json;
+EOF
+        access_log %%DIR%%/audit.log iothub_twin_audit;
+EOF2
+
+my $n = 0;
+
+sub send_patch {
+    my ($path, $body, @h) = @_;
+    my $token = $t->secret(IoTHubTwin::sas_token(
+        sr => 'gateway.example.com', skn => 'backend-a', key => $KEY));
+    my $r = $t->patch($path, $body, 'Authorization' => $token,
+                      'Request-Id' => 'req-' . ++$n, @h);
+    for my $req (@{$t->hub_requests}) {
+        $t->secret($_->[1]) for grep { lc $_->[0] eq 'authorization' }
+            @{$req->{headers}};
+    }
+    return $r;
+}
+
+sub record {
+    my @lines = split /\n/, $t->read_file('audit.log');
+    my $rec = json_decode($lines[-1]);
+    like(delete $rec->{time}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$/,
+         'time');
+    like(delete $rec->{request_time}, qr/^\d+\.\d{3}$/, 'request_time');
+    my $up = delete $rec->{upstream_time};
+    like(delete $rec->{hub_request_id}, qr/^([0-9a-f-]{36})?$/,
+         'the hub\'s request id when the hub answered');
+    return ($rec, $up, scalar @lines);
+}
+
+# an allowed write
+
+my $r = send_patch('/twins/dev1',
+                   '{"tags":{"location":{"city":"Bergen"}},'
+                   . '"properties":{"desired":{"telemetry":{"interval":9}}}}',
+                   'If-Match' => 'AAAAAAAAAAE=');
+is($r->{status}, 200, 'allowed write: 200');
+my ($rec, $up, $count) = record();
+like($up, qr/^\d+\.\d{3}$/, 'allowed write: upstream time');
+is_deeply($rec, {
+    request_id => 'req-1', caller => 'backend-a', operation => 'update',
+    device_id => 'dev1', module_id => '',
+    paths => 'tags.location.city properties.desired.telemetry.interval',
+    values => '', if_match_sent => 'AAAAAAAAAAE=',
+    if_match_forwarded => '"AAAAAAAAAAE="', decision => 'allow',
+    reason => '', policy_mode => 'enforce', error => '', status => '200',
+    upstream_status => '200', hub_error => '',
+    etag => 'AAAAAAAAAAI=', version => '2',
+}, 'allowed write: the record') or diag explain $rec;
+
+# a policy refusal
+
+$r = send_patch('/twins/dev1', { tags => { owner => 'me' } });
+is($r->{status}, 403, 'policy refusal: 403');
+($rec, $up) = record();
+is($up, '', 'policy refusal: no upstream time');
+is_deeply($rec, {
+    request_id => 'req-2', caller => 'backend-a', operation => 'update',
+    device_id => 'dev1', module_id => '', paths => 'tags.owner',
+    values => '', if_match_sent => '', if_match_forwarded => '',
+    decision => 'deny', reason => $rec->{reason}, policy_mode => 'enforce',
+    error => 'PolicyDenied', status => '403', upstream_status => '',
+    hub_error => '', etag => '', version => '',
+}, 'policy refusal: the record') or diag explain $rec;
+like($rec->{reason}, qr/tags\.owner/, 'policy refusal: the reason names the path');
+
+# a validation refusal
+
+$r = send_patch('/twins/dev1', '{"tags":{"location":{"a$":1}}}');
+is($r->{status}, 400, 'validation refusal: 400');
+($rec) = record();
+is($rec->{decision}, 'refused', 'validation refusal: decision');
+is($rec->{error}, 'ArgumentInvalid', 'validation refusal: error');
+is($rec->{upstream_status}, '', 'validation refusal: not forwarded');
+is($rec->{request_id}, 'req-3', 'validation refusal: request id');
+
+# a stale etag: the hub's 412
+
+$r = send_patch('/twins/dev1', { tags => { location => { city => 'x' } } },
+                'If-Match' => '"AAAAAAAAAAE="');
+is($r->{status}, 412, 'stale etag: 412');
+($rec) = record();
+is_deeply([ @$rec{qw(decision error upstream_status hub_error status
+                     if_match_forwarded etag)} ],
+          [ 'allow', '', '412', 'PreconditionFailed', '412', '"AAAAAAAAAAE="',
+            '' ],
+          'stale etag: the record') or diag explain $rec;
+
+# a hub error
+
+$t->hub_config(fail => { status => 503, count => 1 });
+$r = send_patch('/twins/dev1', { tags => { location => { city => 'y' } } });
+is($r->{status}, 503, 'hub error: 503 passed back');
+($rec) = record();
+is_deeply([ @$rec{qw(decision upstream_status hub_error status)} ],
+          [ 'allow', '503', 'ServiceUnavailable', '503' ],
+          'hub error: the record') or diag explain $rec;
+
+# a device the hub does not have
+
+$r = send_patch('/twins/nosuch', { tags => { location => { city => 'z' } } });
+($rec, undef, $count) = record();
+is($rec->{hub_error}, 'DeviceNotFound', 'hub 404: hub_error');
+
+# without identity: one record too
+
+$r = $t->patch('/twins/dev1', { tags => {} });
+is($r->{status}, 401, 'no identity: 401');
+($rec, undef, my $count2) = record();
+is($count2, $count + 1, 'one record per request');
+is_deeply([ @$rec{qw(caller decision error)} ],
+          [ '', 'unauthenticated', 'IotHubUnauthorizedAccess' ],
+          'no identity: the record');
+
+$t->finish;
+
+# values only when asked, capped
+
+$t = IoTHubTwin->new;
+$t->start_nginx("    include %%ROOT%%/conf/audit.conf;\n"
+                . IoTHubTwin::gateway("            iothub_twin_audit_values 20;\n",
+                                      server => "        access_log %%DIR%%/audit.log iothub_twin_audit;\n"));
+$r = $t->patch('/twins/dev1', '{"tags":{"location":{"city":"Tromsø"}}}');
+is($r->{status}, 200, 'values: 200');
+($rec) = record();
+is($rec->{values}, '{"tags":{"location":', 'values: the first 20 bytes');
+
+$t->finish;
+
+done_testing;
