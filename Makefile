@@ -56,6 +56,17 @@ deps:
 	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
 	        --no-install-recommends $$missing; \
 	fi
+	@# the official Node SDK for t/sdk.t: Node from Debian when the machine
+	@# has none (the machine's own Node 20 is used when it is there)
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+	    sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	    $$sudo apt-get update -qq; \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
+	        --no-install-recommends nodejs npm; \
+	fi
+	@if [ ! -d t/node/node_modules ]; then \
+	    npm ci --prefix t/node --no-audit --no-fund --loglevel=error; \
+	fi
 
 $(BUILD)/nginx/Makefile: config
 	mkdir -p $(BUILD)/nginx

@@ -19,6 +19,8 @@
 
 static u_char *ngx_http_iothub_twin_json_escape(u_char *dst, u_char *src,
     size_t len);
+static u_char *ngx_http_iothub_twin_no_semicolons(u_char *buf, u_char *last,
+    size_t size);
 static ngx_int_t ngx_http_iothub_twin_send_error(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *code, ngx_str_t *text);
 
@@ -61,6 +63,37 @@ ngx_http_iothub_twin_json_escape(u_char *dst, u_char *src, size_t len)
 
 
 /*
+ * The SDKs read the text between the first and the second ';' of Message:
+ * a ';' in an ID or a key would cut the text short, so it is written as
+ * \x3b.
+ */
+
+static u_char *
+ngx_http_iothub_twin_no_semicolons(u_char *buf, u_char *last, size_t size)
+{
+    u_char  *p;
+
+    for (p = buf; p < last; p++) {
+        if (*p != ';') {
+            continue;
+        }
+
+        if ((size_t) (last - buf) + 3 > size) {
+            *p = ',';
+            continue;
+        }
+
+        ngx_memmove(p + 4, p + 1, last - p - 1);
+        ngx_memcpy(p, "\\x3b", 4);
+        last += 3;
+        p += 3;
+    }
+
+    return last;
+}
+
+
+/*
  * Sends the error and finalizes the request; the phase handler returns
  * NGX_DONE after it.  The text goes to the error log at info level: a
  * refusal is the client's fault, not the operator's.
@@ -80,6 +113,8 @@ ngx_http_iothub_twin_refuse(ngx_http_request_t *r, ngx_uint_t status,
     va_start(args, fmt);
     p = ngx_vslprintf(buf, buf + sizeof(buf), fmt, args);
     va_end(args);
+
+    p = ngx_http_iothub_twin_no_semicolons(buf, p, sizeof(buf));
 
     name.data = (u_char *) code;
     name.len = ngx_strlen(code);

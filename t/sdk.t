@@ -138,8 +138,8 @@ $t->secret($_) for $KEY_A, $KEY_A2, $KEY_B, $WRONG;
 $t->write_file('callers.json', json_encode($CALLERS));
 $t->start_nginx(conf());
 
-# runs scenarios through the SDK client, in one process (so over one
-# keep-alive connection per caller); returns one answer per scenario
+# runs scenarios through the SDK client, in order, in one process (one
+# Registry, with its keep-alive agent, per caller); one answer per scenario
 sub sdk {
     my @steps = map {
         my %s = %$_;
@@ -150,7 +150,8 @@ sub sdk {
     local $ENV{NODE_EXTRA_CA_CERTS} = "$IoTHubTwin::BUILD/certs/ca.pem";
     open(my $fh, '-|', $NODE, $CLIENT, json_encode(\@steps))
         or die "$NODE: $!";
-    my @out = map { json_decode($_) } <$fh>;
+    my @out = map { eval { json_decode($_) }
+                    // { ok => 0, name => 'not JSON', message => $_ } } <$fh>;
     close $fh;
     diag("twin-client.js exited with status " . ($? >> 8)) if $?;
 
@@ -310,6 +311,14 @@ sdk_error($r[1], 'TooManyDevicesError', 403, 'PolicyDenied',
 is(scalar @{$t->hub_requests}, 0, 'policy refusals: nothing forwarded');
 ok(!exists $t->hub_twin('dev1')->{properties}{desired}{locked},
    'policy refusal: hub state unchanged');
+
+# the SDK keeps only what stands between the first and the second ";" of
+# Message: the gateway writes ";" in its text as \x3b, so the SDK gets it whole
+$r = sdk({ op => 'getModuleTwin', deviceId => $DEV, moduleId => '$edgeAgent' });
+is($r->{statusCode}, 403, 'a refusal naming an ID with ";": 403');
+like($r->{message}, qr/not covered by any rule/,
+     'a refusal naming an ID with ";": the SDK gets the whole reason '
+     . '(the gateway writes ";" as \\x3b)');
 
 # refused by validation: 400, ArgumentError
 
