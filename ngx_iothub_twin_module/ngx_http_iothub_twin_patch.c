@@ -25,6 +25,12 @@
 #include "ngx_http_iothub_twin_patch.h"
 
 
+#if (__STDC_VERSION__ >= 199901L)
+#define NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE     inline
+#else
+#define NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE
+#endif
+
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_SMALL      8
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_MIN_CAP    32
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_EXCERPT    32
@@ -93,6 +99,7 @@ typedef struct {
     uint32_t                              nkeys;
     uint32_t                              base;     /* table region */
     uint32_t                              cap;      /* 0: keys in small */
+    uint32_t                              filter;   /* hashes in small */
     unsigned                              level;    /* objects in section */
     unsigned char                         kind;
     unsigned char                         mode;     /* mode when opened */
@@ -179,7 +186,8 @@ static const unsigned char *ngx_http_iothub_twin_patch_literal(
 static int ngx_http_iothub_twin_patch_leaf(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *at,
     unsigned mode, size_t size, int is_delete);
-static int ngx_http_iothub_twin_patch_add_size(
+static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE int
+    ngx_http_iothub_twin_patch_add_size(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *at,
     size_t n);
 static int ngx_http_iothub_twin_patch_too_big(
@@ -193,10 +201,18 @@ static const unsigned char *ngx_http_iothub_twin_patch_scan_string(
 static const unsigned char *ngx_http_iothub_twin_patch_scan_key(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *p,
     unsigned char *dst, size_t cap, ngx_http_iothub_twin_patch_key_t *k);
-static void ngx_http_iothub_twin_patch_hash_run(
+static const unsigned char *ngx_http_iothub_twin_patch_scan_key_slow(
+    ngx_http_iothub_twin_patch_state_t *st, const unsigned char *s,
+    unsigned char *dst, size_t cap, ngx_http_iothub_twin_patch_key_t *k);
+static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE uint32_t
+    ngx_http_iothub_twin_patch_hash_final(
+    ngx_http_iothub_twin_patch_hash_t *hs, size_t len);
+static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE void
+    ngx_http_iothub_twin_patch_hash_run(
     ngx_http_iothub_twin_patch_hash_t *hs, const unsigned char *p, size_t n,
     const unsigned char *end);
-static uint64_t ngx_http_iothub_twin_patch_load64(const unsigned char *p);
+static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE uint64_t
+    ngx_http_iothub_twin_patch_load64(const unsigned char *p);
 static const unsigned char *ngx_http_iothub_twin_patch_escape(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *p,
     uint32_t *cp);
@@ -215,7 +231,11 @@ static const unsigned char *ngx_http_iothub_twin_patch_unit(
 static int ngx_http_iothub_twin_patch_keys_equal(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *a,
     const unsigned char *b);
-static int ngx_http_iothub_twin_patch_insert(
+static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE int
+    ngx_http_iothub_twin_patch_insert(ngx_http_iothub_twin_patch_state_t *st,
+    ngx_http_iothub_twin_patch_level_t *lv, const unsigned char *key,
+    uint32_t hash);
+static int ngx_http_iothub_twin_patch_insert_slow(
     ngx_http_iothub_twin_patch_state_t *st,
     ngx_http_iothub_twin_patch_level_t *lv, const unsigned char *key,
     uint32_t hash);
@@ -238,8 +258,9 @@ static const unsigned char *ngx_http_iothub_twin_patch_skip_string(
 static void ngx_http_iothub_twin_patch_key_path(
     ngx_http_iothub_twin_patch_state_t *st,
     ngx_http_iothub_twin_patch_level_t *lv, const unsigned char *key);
-static const unsigned char *ngx_http_iothub_twin_patch_ws(
-    const unsigned char *p, const unsigned char *end);
+static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE const unsigned char *
+    ngx_http_iothub_twin_patch_ws(const unsigned char *p,
+    const unsigned char *end);
 static void ngx_http_iothub_twin_patch_set_path(
     ngx_http_iothub_twin_patch_state_t *st, const char *path);
 static int ngx_http_iothub_twin_patch_syntax(
@@ -470,11 +491,11 @@ key:
 
 next:
 
-    if (st->depth == 0) {
+    /* lv is the innermost open container, NULL after the top value */
+
+    if (lv == NULL) {
         goto done;
     }
-
-    lv = &st->levels[st->depth - 1];
 
     p = ngx_http_iothub_twin_patch_ws(p, end);
 
@@ -516,6 +537,8 @@ close:
     if (ngx_http_iothub_twin_patch_close(st) != 0) {
         return -1;
     }
+
+    lv = st->depth ? &st->levels[st->depth - 1] : NULL;
 
     goto next;
 
@@ -644,6 +667,7 @@ ngx_http_iothub_twin_patch_open(ngx_http_iothub_twin_patch_state_t *st,
     lv->path_len = st->path_end;
     lv->nkeys = 0;
     lv->cap = 0;
+    lv->filter = 0;
     lv->level = level;
     lv->kind = (unsigned char) kind;
     lv->mode = (unsigned char) mode;
@@ -1112,7 +1136,7 @@ ngx_http_iothub_twin_patch_number(ngx_http_iothub_twin_patch_state_t *st,
         }
 
     } else {
-        while (p < end && *p >= '0' && *p <= '9') {
+        while (p < end && (unsigned) (*p - '0') < 10) {
             p++;
         }
     }
@@ -1126,7 +1150,7 @@ ngx_http_iothub_twin_patch_number(ngx_http_iothub_twin_patch_state_t *st,
     if (p < end && *p == '.') {
         fp = ++p;
 
-        while (p < end && *p >= '0' && *p <= '9') {
+        while (p < end && (unsigned) (*p - '0') < 10) {
             p++;
         }
 
@@ -1155,7 +1179,7 @@ ngx_http_iothub_twin_patch_number(ngx_http_iothub_twin_patch_state_t *st,
             return NULL;
         }
 
-        while (p < end && *p >= '0' && *p <= '9') {
+        while (p < end && (unsigned) (*p - '0') < 10) {
             if (exp < 100000000) {
                 exp = exp * 10 + (*p - '0');
             }
@@ -1496,7 +1520,7 @@ ngx_http_iothub_twin_patch_scan_string(ngx_http_iothub_twin_patch_state_t *st,
 /*
  * A key (or an id value): validates it, writes its decoded bytes to dst as
  * far as cap allows, hashes them and notes the first byte forbidden in twin
- * keys.
+ * keys.  Most keys are plain ASCII: they take the short way.
  */
 
 static const unsigned char *
@@ -1504,12 +1528,89 @@ ngx_http_iothub_twin_patch_scan_key(ngx_http_iothub_twin_patch_state_t *st,
     const unsigned char *p, unsigned char *dst, size_t cap,
     ngx_http_iothub_twin_patch_key_t *k)
 {
+    size_t                              n;
+    const unsigned char                *s, *end;
+    ngx_http_iothub_twin_patch_hash_t   hs;
+
+    end = st->end;
+    s = ++p;
+
+    while (end - p >= 4) {
+        if (ngx_http_iothub_twin_patch_class[p[0]]) {
+            goto special;
+        }
+
+        if (ngx_http_iothub_twin_patch_class[p[1]]) {
+            p += 1;
+            goto special;
+        }
+
+        if (ngx_http_iothub_twin_patch_class[p[2]]) {
+            p += 2;
+            goto special;
+        }
+
+        if (ngx_http_iothub_twin_patch_class[p[3]]) {
+            p += 3;
+            goto special;
+        }
+
+        p += 4;
+    }
+
+    while (p < end && ngx_http_iothub_twin_patch_class[*p] == 0) {
+        p++;
+    }
+
+special:
+
+    if (p == end || *p != '"') {
+        return ngx_http_iothub_twin_patch_scan_key_slow(st, s, dst, cap, k);
+    }
+
+    n = (size_t) (p - s);
+
+    if (n <= 16 && cap >= 16 && end - s >= 16) {
+        /* one fixed-size copy, the excess is scratch */
+        memcpy(dst, s, 16);
+
+    } else if (cap) {
+        memcpy(dst, s, n < cap ? n : cap);
+    }
+
+    hs.h = st->basis;
+
+    if (n < 8 && end - s >= 8) {
+        /* what ngx_http_iothub_twin_patch_hash_run() makes of it */
+        hs.w = ngx_http_iothub_twin_patch_load64(s)
+               & (((uint64_t) 1 << (n * 8)) - 1);
+
+    } else {
+        hs.w = 0;
+        hs.sh = 0;
+        ngx_http_iothub_twin_patch_hash_run(&hs, s, n, end);
+    }
+
+    k->len = n;
+    k->hash = ngx_http_iothub_twin_patch_hash_final(&hs, n);
+    k->bad = 0;
+
+    return p + 1;
+}
+
+
+/* s is after the opening quote */
+
+static const unsigned char *
+ngx_http_iothub_twin_patch_scan_key_slow(
+    ngx_http_iothub_twin_patch_state_t *st, const unsigned char *s,
+    unsigned char *dst, size_t cap, ngx_http_iothub_twin_patch_key_t *k)
+{
     int                                 bad;
     size_t                              n, len;
     uint32_t                            cp;
-    uint64_t                            h;
     unsigned char                       c, u[8];
-    const unsigned char                *end, *q, *s;
+    const unsigned char                *end, *q, *p;
     ngx_http_iothub_twin_patch_hash_t   hs;
 
     end = st->end;
@@ -1518,7 +1619,7 @@ ngx_http_iothub_twin_patch_scan_key(ngx_http_iothub_twin_patch_state_t *st,
     hs.sh = 0;
     len = 0;
     bad = 0;
-    p++;
+    p = s;
 
     for ( ;; ) {
 
@@ -1533,11 +1634,7 @@ ngx_http_iothub_twin_patch_scan_key(ngx_http_iothub_twin_patch_state_t *st,
         n = (size_t) (p - s);
 
         if (n) {
-            if (n <= 16 && cap - len >= 16 && end - s >= 16) {
-                /* a short run: one fixed-size copy, the excess is scratch */
-                memcpy(dst + len, s, 16);
-
-            } else if (len < cap) {
+            if (len < cap) {
                 memcpy(dst + len, s, n < cap - len ? n : cap - len);
             }
 
@@ -1607,19 +1704,29 @@ ngx_http_iothub_twin_patch_scan_key(ngx_http_iothub_twin_patch_state_t *st,
         ngx_http_iothub_twin_patch_hash_run(&hs, u, n, u + sizeof(u));
     }
 
-    /* the length and a final mix: equal keys, equal hashes, few others */
+    k->len = len;
+    k->hash = ngx_http_iothub_twin_patch_hash_final(&hs, len);
+    k->bad = bad;
 
-    h = (hs.h ^ hs.w ^ ((uint64_t) len << 32))
+    return p + 1;
+}
+
+
+/* the length and a final mix: equal keys, equal hashes, few others */
+
+static uint32_t
+ngx_http_iothub_twin_patch_hash_final(ngx_http_iothub_twin_patch_hash_t *hs,
+    size_t len)
+{
+    uint64_t  h;
+
+    h = (hs->h ^ hs->w ^ ((uint64_t) len << 32))
         * NGX_HTTP_IOTHUB_TWIN_PATCH_HASH_MUL;
     h ^= h >> 33;
     h *= NGX_HTTP_IOTHUB_TWIN_PATCH_HASH_MUL2;
     h ^= h >> 29;
 
-    k->len = len;
-    k->hash = (uint32_t) h ? (uint32_t) h : 1;
-    k->bad = bad;
-
-    return p + 1;
+    return (uint32_t) h ? (uint32_t) h : 1;
 }
 
 
@@ -2004,13 +2111,32 @@ ngx_http_iothub_twin_patch_insert(ngx_http_iothub_twin_patch_state_t *st,
     ngx_http_iothub_twin_patch_level_t *lv, const unsigned char *key,
     uint32_t hash)
 {
-    uint32_t                            i, n;
-    ngx_http_iothub_twin_patch_slot_t  *slots;
+    uint32_t  n, bit;
 
-    if (lv->overflow) {
+    /* a small object whose filter has not seen the hash: a new key */
+
+    n = lv->nkeys;
+    bit = (uint32_t) 1 << (hash >> 27);
+
+    if (n < NGX_HTTP_IOTHUB_TWIN_PATCH_SMALL && (lv->filter & bit) == 0) {
+        lv->filter |= bit;
+        lv->small[n].hash = hash;
+        lv->small[n].off = (uint32_t) (key - st->buf);
         lv->nkeys++;
         return 0;
     }
+
+    return ngx_http_iothub_twin_patch_insert_slow(st, lv, key, hash);
+}
+
+
+static int
+ngx_http_iothub_twin_patch_insert_slow(ngx_http_iothub_twin_patch_state_t *st,
+    ngx_http_iothub_twin_patch_level_t *lv, const unsigned char *key,
+    uint32_t hash)
+{
+    uint32_t                            i, n;
+    ngx_http_iothub_twin_patch_slot_t  *slots;
 
     n = lv->nkeys;
 
@@ -2026,6 +2152,11 @@ ngx_http_iothub_twin_patch_insert(ngx_http_iothub_twin_patch_state_t *st,
 
         lv->small[n].hash = hash;
         lv->small[n].off = (uint32_t) (key - st->buf);
+        lv->nkeys++;
+        return 0;
+    }
+
+    if (lv->overflow) {
         lv->nkeys++;
         return 0;
     }

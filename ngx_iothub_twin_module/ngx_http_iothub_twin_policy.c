@@ -29,6 +29,8 @@
 #define NGX_HTTP_IOTHUB_TWIN_POLICY_UNCOVERED 1
 #define NGX_HTTP_IOTHUB_TWIN_POLICY_DENIED    2
 
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_NONE      ((size_t) -1)
+
 #define NGX_HTTP_IOTHUB_TWIN_POLICY_CHUNK     (64 * 1024)
 #define NGX_HTTP_IOTHUB_TWIN_POLICY_ALIGN     16
 
@@ -39,6 +41,12 @@
 /* "module <id> of device <id>" */
 #define NGX_HTTP_IOTHUB_TWIN_TSHOWN                                          \
     (2 * NGX_HTTP_IOTHUB_TWIN_SHOWN + sizeof("module  of device "))
+
+/* a pattern as messages show it */
+#define ngx_http_iothub_twin_policy_shown(shown, s, len)                     \
+    (void) ngx_http_iothub_twin_policy_escape(shown,                         \
+                                              NGX_HTTP_IOTHUB_TWIN_SHOWN,    \
+                                              s, len, 1)
 
 #define NGX_HTTP_IOTHUB_TWIN_DEPTH                                           \
     NGX_HTTP_IOTHUB_TWIN_POLICY_PATH_DEPTH
@@ -123,10 +131,14 @@ struct ngx_http_iothub_twin_policy_s {
 };
 
 
+/* where the loader is, for messages: rules[rule].field[item] */
+
 typedef struct {
     ngx_http_iothub_twin_policy_t        *policy;
     const char                           *name;
     const char                           *caller;
+    size_t                                rule;
+    size_t                                item;
     char                                 *err;
     size_t                                err_len;
 } ngx_http_iothub_twin_policy_ctx_t;
@@ -174,19 +186,17 @@ static int ngx_http_iothub_twin_policy_parse_rule(
     ngx_http_iothub_twin_policy_rule_t *r, json_t *obj, size_t ri);
 static int ngx_http_iothub_twin_policy_parse_ops(
     ngx_http_iothub_twin_policy_ctx_t *ctx,
-    ngx_http_iothub_twin_policy_rule_t *r, json_t *arr, size_t ri);
+    ngx_http_iothub_twin_policy_rule_t *r, json_t *arr);
 static int ngx_http_iothub_twin_policy_parse_ids(
     ngx_http_iothub_twin_policy_ctx_t *ctx,
-    ngx_http_iothub_twin_policy_rule_t *r, json_t *arr, size_t ri,
-    int modules);
+    ngx_http_iothub_twin_policy_rule_t *r, json_t *arr, int modules);
 static int ngx_http_iothub_twin_policy_parse_id(
     ngx_http_iothub_twin_policy_ctx_t *ctx, const char *where,
     ngx_http_iothub_twin_policy_id_t *id, const unsigned char *s,
     size_t len);
 static int ngx_http_iothub_twin_policy_parse_paths(
     ngx_http_iothub_twin_policy_ctx_t *ctx,
-    ngx_http_iothub_twin_policy_rule_t *r, json_t *arr, size_t ri,
-    const char *field);
+    ngx_http_iothub_twin_policy_rule_t *r, json_t *arr, const char *where);
 static unsigned ngx_http_iothub_twin_policy_deny_section(
     const unsigned char *p, size_t len, size_t *skip);
 static int ngx_http_iothub_twin_policy_parse_path(
@@ -357,6 +367,8 @@ ngx_http_iothub_twin_policy_parse(const char *name, const char *json,
 
     memset(&ctx, 0, sizeof(ngx_http_iothub_twin_policy_ctx_t));
     ctx.name = name;
+    ctx.rule = NGX_HTTP_IOTHUB_TWIN_POLICY_NONE;
+    ctx.item = NGX_HTTP_IOTHUB_TWIN_POLICY_NONE;
     ctx.err = err;
     ctx.err_len = err_len;
 
@@ -586,8 +598,21 @@ ngx_http_iothub_twin_policy_fail(ngx_http_iothub_twin_policy_ctx_t *ctx,
                       caller);
     }
 
+    if (ctx->rule != NGX_HTTP_IOTHUB_TWIN_POLICY_NONE
+        && n >= 0 && (size_t) n < ctx->err_len)
+    {
+        n += snprintf(ctx->err + n, ctx->err_len - n, "rules[%zu]%s",
+                      ctx->rule, where ? "." : ": ");
+    }
+
     if (where != NULL && n >= 0 && (size_t) n < ctx->err_len) {
-        n += snprintf(ctx->err + n, ctx->err_len - n, "%s: ", where);
+        if (ctx->item != NGX_HTTP_IOTHUB_TWIN_POLICY_NONE) {
+            n += snprintf(ctx->err + n, ctx->err_len - n, "%s[%zu]: ", where,
+                          ctx->item);
+
+        } else {
+            n += snprintf(ctx->err + n, ctx->err_len - n, "%s: ", where);
+        }
     }
 
     if (n >= 0 && (size_t) n < ctx->err_len) {
@@ -944,13 +969,14 @@ static int
 ngx_http_iothub_twin_policy_parse_keys(ngx_http_iothub_twin_policy_ctx_t *ctx,
     ngx_http_iothub_twin_caller_t *c, json_t *obj)
 {
-    char                  where[32];
     size_t                k, len;
     json_t               *v;
     unsigned char         buf[NGX_HTTP_IOTHUB_TWIN_POLICY_KEY_MAX];
+    const char           *where;
     const unsigned char  *s;
 
     static const char *const  fields[] = { "primary", "secondary", NULL };
+    static const char *const  wheres[] = { "keys.primary", "keys.secondary" };
 
     if (!json_is_object(obj)) {
         return ngx_http_iothub_twin_policy_fail(ctx, "keys",
@@ -972,7 +998,7 @@ ngx_http_iothub_twin_policy_parse_keys(ngx_http_iothub_twin_policy_ctx_t *ctx,
             continue;
         }
 
-        snprintf(where, sizeof(where), "keys.%s", fields[k]);
+        where = wheres[k];
 
         if (!json_is_string(v)) {
             return ngx_http_iothub_twin_policy_fail(ctx, where,
@@ -1095,41 +1121,41 @@ static int
 ngx_http_iothub_twin_policy_parse_rule(ngx_http_iothub_twin_policy_ctx_t *ctx,
     ngx_http_iothub_twin_policy_rule_t *r, json_t *obj, size_t ri)
 {
-    char     where[32];
     json_t  *v;
 
     static const char *const  fields[] = {
         "operations", "devices", "modules", "tags", "desired", "deny", NULL
     };
 
-    snprintf(where, sizeof(where), "rules[%zu]", ri);
+    ctx->rule = ri;
+    ctx->item = NGX_HTTP_IOTHUB_TWIN_POLICY_NONE;
 
     if (!json_is_object(obj)) {
-        return ngx_http_iothub_twin_policy_fail(ctx, where,
+        return ngx_http_iothub_twin_policy_fail(ctx, NULL,
                                                 "must be an object");
     }
 
-    if (ngx_http_iothub_twin_policy_known(ctx, where, obj, fields) != 0) {
+    if (ngx_http_iothub_twin_policy_known(ctx, NULL, obj, fields) != 0) {
         return -1;
     }
 
     v = json_object_get(obj, "operations");
     if (v == NULL) {
-        return ngx_http_iothub_twin_policy_fail(ctx, where,
+        return ngx_http_iothub_twin_policy_fail(ctx, NULL,
                                                 "\"operations\" is missing");
     }
 
-    if (ngx_http_iothub_twin_policy_parse_ops(ctx, r, v, ri) != 0) {
+    if (ngx_http_iothub_twin_policy_parse_ops(ctx, r, v) != 0) {
         return -1;
     }
 
     v = json_object_get(obj, "devices");
     if (v == NULL) {
-        return ngx_http_iothub_twin_policy_fail(ctx, where,
+        return ngx_http_iothub_twin_policy_fail(ctx, NULL,
                                                 "\"devices\" is missing");
     }
 
-    if (ngx_http_iothub_twin_policy_parse_ids(ctx, r, v, ri, 0) != 0) {
+    if (ngx_http_iothub_twin_policy_parse_ids(ctx, r, v, 0) != 0) {
         return -1;
     }
 
@@ -1138,31 +1164,32 @@ ngx_http_iothub_twin_policy_parse_rule(ngx_http_iothub_twin_policy_ctx_t *ctx,
     if (v == NULL) {
         r->device_twin = 1;
 
-    } else if (ngx_http_iothub_twin_policy_parse_ids(ctx, r, v, ri, 1) != 0) {
+    } else if (ngx_http_iothub_twin_policy_parse_ids(ctx, r, v, 1) != 0) {
         return -1;
     }
 
     v = json_object_get(obj, "tags");
     if (v != NULL
-        && ngx_http_iothub_twin_policy_parse_paths(ctx, r, v, ri, "tags") != 0)
+        && ngx_http_iothub_twin_policy_parse_paths(ctx, r, v, "tags") != 0)
     {
         return -1;
     }
 
     v = json_object_get(obj, "desired");
     if (v != NULL
-        && ngx_http_iothub_twin_policy_parse_paths(ctx, r, v, ri, "desired")
-           != 0)
+        && ngx_http_iothub_twin_policy_parse_paths(ctx, r, v, "desired") != 0)
     {
         return -1;
     }
 
     v = json_object_get(obj, "deny");
     if (v != NULL
-        && ngx_http_iothub_twin_policy_parse_paths(ctx, r, v, ri, "deny") != 0)
+        && ngx_http_iothub_twin_policy_parse_paths(ctx, r, v, "deny") != 0)
     {
         return -1;
     }
+
+    ctx->rule = NGX_HTTP_IOTHUB_TWIN_POLICY_NONE;
 
     return 0;
 }
@@ -1174,7 +1201,6 @@ static int
 ngx_http_iothub_twin_policy_list(ngx_http_iothub_twin_policy_ctx_t *ctx,
     const char *where, json_t *arr, size_t min)
 {
-    char     at[48];
     size_t   i, n;
     json_t  *v;
 
@@ -1192,8 +1218,8 @@ ngx_http_iothub_twin_policy_list(ngx_http_iothub_twin_policy_ctx_t *ctx,
 
     json_array_foreach(arr, i, v) {
         if (!json_is_string(v)) {
-            snprintf(at, sizeof(at), "%s[%zu]", where, i);
-            return ngx_http_iothub_twin_policy_fail(ctx, at,
+            ctx->item = i;
+            return ngx_http_iothub_twin_policy_fail(ctx, where,
                                                     "must be a string");
         }
     }
@@ -1204,15 +1230,15 @@ ngx_http_iothub_twin_policy_list(ngx_http_iothub_twin_policy_ctx_t *ctx,
 
 static int
 ngx_http_iothub_twin_policy_parse_ops(ngx_http_iothub_twin_policy_ctx_t *ctx,
-    ngx_http_iothub_twin_policy_rule_t *r, json_t *arr, size_t ri)
+    ngx_http_iothub_twin_policy_rule_t *r, json_t *arr)
 {
     int          op;
-    char         where[48], shown[NGX_HTTP_IOTHUB_TWIN_SHOWN];
+    char         shown[NGX_HTTP_IOTHUB_TWIN_SHOWN];
     size_t       i;
     json_t      *v;
-    const char  *s;
+    const char  *s, *where;
 
-    snprintf(where, sizeof(where), "rules[%zu].operations", ri);
+    where = "operations";
 
     if (ngx_http_iothub_twin_policy_list(ctx, where, arr, 1) != 0) {
         return -1;
@@ -1230,7 +1256,7 @@ ngx_http_iothub_twin_policy_parse_ops(ngx_http_iothub_twin_policy_ctx_t *ctx,
             }
         }
 
-        snprintf(where, sizeof(where), "rules[%zu].operations[%zu]", ri, i);
+        ctx->item = i;
 
         if (op > NGX_HTTP_IOTHUB_TWIN_OP_REPLACE) {
             (void) ngx_http_iothub_twin_policy_escape(shown, sizeof(shown),
@@ -1249,24 +1275,22 @@ ngx_http_iothub_twin_policy_parse_ops(ngx_http_iothub_twin_policy_ctx_t *ctx,
         r->ops |= 1u << op;
     }
 
+    ctx->item = NGX_HTTP_IOTHUB_TWIN_POLICY_NONE;
+
     return 0;
 }
 
 
 static int
 ngx_http_iothub_twin_policy_parse_ids(ngx_http_iothub_twin_policy_ctx_t *ctx,
-    ngx_http_iothub_twin_policy_rule_t *r, json_t *arr, size_t ri,
-    int modules)
+    ngx_http_iothub_twin_policy_rule_t *r, json_t *arr, int modules)
 {
-    char                               where[64];
     size_t                             i, n, len;
     json_t                            *v;
-    const char                        *field;
+    const char                        *where;
     ngx_http_iothub_twin_policy_id_t  *ids;
 
-    field = modules ? "modules" : "devices";
-
-    snprintf(where, sizeof(where), "rules[%zu].%s", ri, field);
+    where = modules ? "modules" : "devices";
 
     if (ngx_http_iothub_twin_policy_list(ctx, where, arr, 1) != 0) {
         return -1;
@@ -1283,8 +1307,7 @@ ngx_http_iothub_twin_policy_parse_ids(ngx_http_iothub_twin_policy_ctx_t *ctx,
     n = 0;
 
     json_array_foreach(arr, i, v) {
-        snprintf(where, sizeof(where), "rules[%zu].%s[%zu]", ri, field, i);
-
+        ctx->item = i;
         len = json_string_length(v);
 
         /* in "modules", "" is the device twin itself */
@@ -1304,6 +1327,8 @@ ngx_http_iothub_twin_policy_parse_ids(ngx_http_iothub_twin_policy_ctx_t *ctx,
 
         n++;
     }
+
+    ctx->item = NGX_HTTP_IOTHUB_TWIN_POLICY_NONE;
 
     if (modules) {
         r->modules = ids;
@@ -1327,14 +1352,14 @@ ngx_http_iothub_twin_policy_parse_id(ngx_http_iothub_twin_policy_ctx_t *ctx,
     size_t          i, wild;
     unsigned char  *data;
 
-    (void) ngx_http_iothub_twin_policy_escape(shown, sizeof(shown), s, len, 1);
-
     if (len == 0) {
         return ngx_http_iothub_twin_policy_fail(ctx, where,
                                        "an empty pattern matches no ID");
     }
 
     if (len > NGX_HTTP_IOTHUB_TWIN_POLICY_ID_PATTERN) {
+        (void) ngx_http_iothub_twin_policy_escape(shown, sizeof(shown), s,
+                                                  len, 1);
         return ngx_http_iothub_twin_policy_fail(ctx, where,
                                        "\"%s\": longer than %d characters",
                                        shown,
@@ -1354,6 +1379,8 @@ ngx_http_iothub_twin_policy_parse_id(ngx_http_iothub_twin_policy_ctx_t *ctx,
             break;
 
         default:
+            (void) ngx_http_iothub_twin_policy_escape(shown, sizeof(shown), s,
+                                                      len, 1);
             (void) ngx_http_iothub_twin_policy_escape(bad, sizeof(bad),
                                                       &s[i], 1, 0);
             return ngx_http_iothub_twin_policy_fail(ctx, where,
@@ -1392,18 +1419,14 @@ ngx_http_iothub_twin_policy_parse_id(ngx_http_iothub_twin_policy_ctx_t *ctx,
 
 static int
 ngx_http_iothub_twin_policy_parse_paths(ngx_http_iothub_twin_policy_ctx_t *ctx,
-    ngx_http_iothub_twin_policy_rule_t *r, json_t *arr, size_t ri,
-    const char *field)
+    ngx_http_iothub_twin_policy_rule_t *r, json_t *arr, const char *where)
 {
-    char                                 where[64];
     char                                 shown[NGX_HTTP_IOTHUB_TWIN_SHOWN];
     size_t                               i, n, len, skip, ntags;
     json_t                              *v;
     unsigned                             s, deny;
     const unsigned char                 *p;
     ngx_http_iothub_twin_policy_path_t  *list, *pp;
-
-    snprintf(where, sizeof(where), "rules[%zu].%s", ri, field);
 
     if (ngx_http_iothub_twin_policy_list(ctx, where, arr, 0) != 0) {
         return -1;
@@ -1421,47 +1444,46 @@ ngx_http_iothub_twin_policy_parse_paths(ngx_http_iothub_twin_policy_ctx_t *ctx,
         return ngx_http_iothub_twin_policy_fail(ctx, NULL, "out of memory");
     }
 
-    deny = (strcmp(field, "deny") == 0);
-    s = (field[0] == 't') ? NGX_HTTP_IOTHUB_TWIN_POLICY_TAGS
-                          : NGX_HTTP_IOTHUB_TWIN_POLICY_DESIRED;
+    deny = (strcmp(where, "deny") == 0);
 
-    if (!deny) {
+    if (deny) {
+
+        /* kept by section, those of tags first */
+
+        ntags = 0;
+
+        json_array_foreach(arr, i, v) {
+            p = (const unsigned char *) json_string_value(v);
+            len = json_string_length(v);
+
+            s = ngx_http_iothub_twin_policy_deny_section(p, len, &skip);
+
+            if (s == NGX_HTTP_IOTHUB_TWIN_POLICY_TAGS) {
+                ntags++;
+
+            } else if (s != NGX_HTTP_IOTHUB_TWIN_POLICY_DESIRED) {
+                ctx->item = i;
+                (void) ngx_http_iothub_twin_policy_escape(shown,
+                                                          sizeof(shown), p,
+                                                          len, 1);
+                return ngx_http_iothub_twin_policy_fail(ctx, where,
+                                       "\"%s\": must begin with \"tags.\" or"
+                                       " \"properties.desired.\"", shown);
+            }
+        }
+
+        r->deny[NGX_HTTP_IOTHUB_TWIN_POLICY_TAGS] = list;
+        r->deny[NGX_HTTP_IOTHUB_TWIN_POLICY_DESIRED] = list + ntags;
+
+    } else {
+        s = (where[0] == 't') ? NGX_HTTP_IOTHUB_TWIN_POLICY_TAGS
+                              : NGX_HTTP_IOTHUB_TWIN_POLICY_DESIRED;
         r->allow[s] = list;
         r->nallow[s] = (uint32_t) n;
     }
 
-    /* deny patterns are kept by section: those of tags first */
-
-    ntags = 0;
-
     json_array_foreach(arr, i, v) {
-        if (!deny) {
-            break;
-        }
-
-        p = (const unsigned char *) json_string_value(v);
-        len = json_string_length(v);
-
-        s = ngx_http_iothub_twin_policy_deny_section(p, len, &skip);
-
-        if (s == NGX_HTTP_IOTHUB_TWIN_POLICY_TAGS) {
-            ntags++;
-
-        } else if (s != NGX_HTTP_IOTHUB_TWIN_POLICY_DESIRED) {
-            snprintf(where, sizeof(where), "rules[%zu].deny[%zu]", ri, i);
-            (void) ngx_http_iothub_twin_policy_escape(shown, sizeof(shown), p,
-                                                      len, 1);
-            return ngx_http_iothub_twin_policy_fail(ctx, where,
-                                       "\"%s\": must begin with \"tags.\" or"
-                                       " \"properties.desired.\"", shown);
-        }
-    }
-
-    r->deny[NGX_HTTP_IOTHUB_TWIN_POLICY_TAGS] = list;
-    r->deny[NGX_HTTP_IOTHUB_TWIN_POLICY_DESIRED] = list + ntags;
-
-    json_array_foreach(arr, i, v) {
-        snprintf(where, sizeof(where), "rules[%zu].%s[%zu]", ri, field, i);
+        ctx->item = i;
 
         p = (const unsigned char *) json_string_value(v);
         len = json_string_length(v);
@@ -1485,10 +1507,7 @@ ngx_http_iothub_twin_policy_parse_paths(ngx_http_iothub_twin_policy_ctx_t *ctx,
         }
     }
 
-    if (!deny) {
-        r->deny[NGX_HTTP_IOTHUB_TWIN_POLICY_TAGS] = NULL;
-        r->deny[NGX_HTTP_IOTHUB_TWIN_POLICY_DESIRED] = NULL;
-    }
+    ctx->item = NGX_HTTP_IOTHUB_TWIN_POLICY_NONE;
 
     return 0;
 }
@@ -1533,15 +1552,13 @@ ngx_http_iothub_twin_policy_parse_path(ngx_http_iothub_twin_policy_ctx_t *ctx,
     const unsigned char                *p, *end, *dot;
     ngx_http_iothub_twin_policy_seg_t  *segs;
 
-    (void) ngx_http_iothub_twin_policy_escape(shown, sizeof(shown), whole,
-                                              whole_len, 1);
-
     if (whole_len == 0) {
         return ngx_http_iothub_twin_policy_fail(ctx, where,
                                                 "an empty path pattern");
     }
 
     if (whole_len > NGX_HTTP_IOTHUB_TWIN_POLICY_PATH_PATTERN) {
+        ngx_http_iothub_twin_policy_shown(shown, whole, whole_len);
         return ngx_http_iothub_twin_policy_fail(ctx, where,
                                    "\"%s\": longer than %d bytes", shown,
                                    NGX_HTTP_IOTHUB_TWIN_POLICY_PATH_PATTERN);
@@ -1577,11 +1594,13 @@ ngx_http_iothub_twin_policy_parse_path(ngx_http_iothub_twin_policy_ctx_t *ctx,
         seg = dot - p;
 
         if (seg == 0) {
+            ngx_http_iothub_twin_policy_shown(shown, whole, whole_len);
             return ngx_http_iothub_twin_policy_fail(ctx, where,
                                        "\"%s\": an empty segment", shown);
         }
 
         if (seg > NGX_HTTP_IOTHUB_TWIN_POLICY_SEGMENT) {
+            ngx_http_iothub_twin_policy_shown(shown, whole, whole_len);
             return ngx_http_iothub_twin_policy_fail(ctx, where,
                                        "\"%s\": a segment longer than %d"
                                        " bytes", shown,
@@ -1606,6 +1625,7 @@ ngx_http_iothub_twin_policy_parse_path(ngx_http_iothub_twin_policy_ctx_t *ctx,
             }
 
             if (why != NULL) {
+                ngx_http_iothub_twin_policy_shown(shown, whole, whole_len);
                 (void) ngx_http_iothub_twin_policy_escape(bad, sizeof(bad),
                                                           &p[i], 1, 0);
                 return ngx_http_iothub_twin_policy_fail(ctx, where,
@@ -1616,6 +1636,7 @@ ngx_http_iothub_twin_policy_parse_path(ngx_http_iothub_twin_policy_ctx_t *ctx,
 
         if (seg == 2 && p[0] == '*' && p[1] == '*') {
             if (k != n - 1) {
+                ngx_http_iothub_twin_policy_shown(shown, whole, whole_len);
                 return ngx_http_iothub_twin_policy_fail(ctx, where,
                                            "\"%s\": \"**\" is allowed only"
                                            " as the last segment", shown);

@@ -379,6 +379,23 @@ static const test_patch_case_t  test_patch_cases[] = {
       "tags.ab|tags.a|tags.abc", NULL, 0 },
     { "escape vs other char", "{\"tags\":{\"\\u0062\":1,\"a\":2}}", 0, OK,
       "tags.b|tags.a", NULL, 0 },
+    { "duplicate long key via escape",
+      "{\"tags\":{\"abcdefghijklmnopq\":1,\"abcdefghij\\u006blmnopq\":2}}",
+      0, INV, NULL, "tags.abcdefghijklmnopq: duplicate key", 0 },
+    { "duplicate 8-byte key via escape",
+      "{\"tags\":{\"abcdefgh\":1,\"\\u0061bcdefgh\":2}}", 0, INV, NULL,
+      "duplicate key", 0 },
+    { "duplicate 9-byte key, escape last",
+      "{\"tags\":{\"abcdefghi\":1,\"abcdefgh\\u0069\":2}}", 0, INV, NULL,
+      "duplicate key", 0 },
+    { "duplicate 16-byte key via UTF-8 escape",
+      "{\"tags\":{\"abcdef\xc3\xa9ghijklmn\":1,"
+      "\"abcdef\\u00e9ghijklmn\":2}}", 0, INV, NULL, "duplicate key", 0 },
+    { "duplicate at the end of the input", "{\"a\":{\"ab\":1,\"ab\":1}}",
+      0, INV, NULL, "a: unknown twin field", 0 },
+    { "near-duplicate long keys",
+      "{\"tags\":{\"abcdefghijklmnopq\":1,\"abcdefghij\\u006blmnopr\":2,"
+      "\"abcdefghijklmnop\":3}}", 0, OK, NULL, NULL, 0 },
     { "duplicate after 8 keys",
       "{\"tags\":{\"k1\":1,\"k2\":1,\"k3\":1,\"k4\":1,\"k5\":1,\"k6\":1,"
       "\"k7\":1,\"k8\":1,\"k9\":1,\"k10\":1,\"k3\":1}}", 0, INV, NULL,
