@@ -319,6 +319,7 @@ ngx_http_iothub_twin_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     char                      *rv;
     u_char                    *host, *end, *colon;
+    const char               **d;
     ngx_str_t                 *value;
     ngx_uint_t                 i;
     ngx_http_core_loc_conf_t  *clcf;
@@ -367,10 +368,9 @@ ngx_http_iothub_twin_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     for (i = 0; ngx_http_iothub_twin_proxy_conf[i][0]; i++) {
-        rv = ngx_http_iothub_twin_proxy_directive(cf,
-                                             ngx_http_iothub_twin_proxy_conf[i][0],
-                                             ngx_http_iothub_twin_proxy_conf[i][1],
-                                             ngx_http_iothub_twin_proxy_conf[i][2]);
+        d = ngx_http_iothub_twin_proxy_conf[i];
+
+        rv = ngx_http_iothub_twin_proxy_directive(cf, d[0], d[1], d[2]);
         if (rv != NGX_CONF_OK) {
             return rv;
         }

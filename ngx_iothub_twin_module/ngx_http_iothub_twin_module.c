@@ -733,7 +733,8 @@ ngx_http_iothub_twin_precondition(ngx_http_request_t *r,
     kind = ngx_http_iothub_twin_if_match(value->value.data, value->value.len,
                                          out, &len);
 
-    ctx->if_match_kind.data = (u_char *) ngx_http_iothub_twin_if_match_name(kind);
+    ctx->if_match_kind.data =
+                         (u_char *) ngx_http_iothub_twin_if_match_name(kind);
     ctx->if_match_kind.len = ngx_strlen(ctx->if_match_kind.data);
 
     if (kind == NGX_HTTP_IOTHUB_TWIN_IF_MATCH_MALFORMED) {

@@ -138,7 +138,8 @@ test_twin_info(void)
                  (const unsigned char *) cases[i].json, strlen(cases[i].json),
                  &info);
 
-        snprintf(name, sizeof(name), "twin info [%.50s]: result", cases[i].json);
+        snprintf(name, sizeof(name), "twin info [%.50s]: result",
+                 cases[i].json);
         tap_ok(rc == cases[i].rc, "%s", name);
 
         if (rc != 0) {

@@ -177,8 +177,8 @@ test_verify(void)
     klen = ngx_http_iothub_twin_sas_key_decode((const unsigned char *) b64,
                                                sizeof(b64) - 1, key);
     ngx_http_iothub_twin_sas_key_decode(
-        (const unsigned char *) "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seS0wMTIzNDU2Nzg5",
-        48, other);
+        (const unsigned char *) "c2VjcmV0LWtleS1mb3ItdGVzdHMt"
+                                "b25seS0wMTIzNDU2Nzg5", 48, other);
 
     len = ngx_http_iothub_twin_sas_sign(token, (const unsigned char *) host,
                                         sizeof(host) - 1,
