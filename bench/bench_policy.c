@@ -12,8 +12,9 @@
  * reported.
  *
  * gcc -std=gnu99 -O2 -Wall -Wextra -Ingx_iothub_twin_module \
- *     bench/bench_policy.c ngx_iothub_twin_module/ngx_http_iothub_twin_policy.c \
- *     -ljansson -o build/bench/bench_policy && build/bench/bench_policy
+ *     bench/bench_policy.c \
+ *     ngx_iothub_twin_module/ngx_http_iothub_twin_policy.c -ljansson \
+ *     -o build/bench/bench_policy && build/bench/bench_policy
  */
 
 

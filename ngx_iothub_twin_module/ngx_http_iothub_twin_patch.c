@@ -13,7 +13,8 @@
  * whose region cannot grow any more is checked when it closes instead, by
  * rescanning it in blocks: each block of keys goes into the free part of
  * the table and the keys after it are looked up, so an object of n keys
- * costs n / block rescans of its text, never quadratic in small tables.
+ * costs about n / block rescans of its text (block is half the free table,
+ * 2048 keys when the table is otherwise empty, 16 at worst).
  */
 
 
@@ -25,7 +26,7 @@
 #include "ngx_http_iothub_twin_patch.h"
 
 
-#if (__STDC_VERSION__ >= 199901L)
+#if (defined __STDC_VERSION__ && __STDC_VERSION__ >= 199901L)
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE     inline
 #else
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE
@@ -346,6 +347,12 @@ ngx_http_iothub_twin_patch_validate(ngx_http_iothub_twin_patch_t *p,
     p->error_offset = 0;
     p->reason = NGX_HTTP_IOTHUB_TWIN_PATCH_R_NONE;
     p->error[0] = '\0';
+
+    if (buf == NULL) {
+        /* an empty body may come without a buffer */
+        buf = (const unsigned char *) "";
+        len = 0;
+    }
 
     st.p = p;
     st.buf = buf;

@@ -4,9 +4,27 @@
  * plain C and libc only, so that unit tests, the fuzzer and the benchmark
  * can use it without nginx.
  *
- * Besides strict RFC 8259 syntax it applies the hub's rules for twin
- * documents (keys, values, depth and size of tags and properties.desired)
- * and reports every written path to a callback.
+ * SYNTAX: not strict RFC 8259 JSON: grammar, trailing bytes, whitespace
+ * other than space, tab, CR and LF (a BOM included), invalid UTF-8
+ * (overlong, surrogates, > U+10FFFF, truncated), raw controls in strings,
+ * bad escapes, unpaired \u surrogates.
+ *
+ * INVALID, with the first problem in document order:
+ *   - duplicate keys in any object (compared after decoding), \u0000, a
+ *     number with a fraction or exponent that is not finite as a double,
+ *     nesting of more than 64 arrays and objects;
+ *   - the document is not an object ("patch must be a JSON object"; it is
+ *     parsed to the end first, so a malformed one is SYNTAX);
+ *   - top-level keys other than tags, properties (only desired inside;
+ *     reported is refused) and the read-only twin fields, which are parsed
+ *     but otherwise ignored; deviceId / moduleId that do not match;
+ *   - under tags and properties.desired: keys empty, longer than
+ *     max_key_len, or holding C0/C1 controls, DEL, '.', '$' or space;
+ *     strings longer than max_string_len; integers outside
+ *     [-2^52, 2^52 - 1]; null inside arrays; more than max_depth levels of
+ *     objects; a section larger than its limit, counted like the hub: key
+ *     bytes + string bytes + 8 per number + 4 per boolean + 0 per null;
+ *   - the path callback refusing a path.
  *
  * The validator needs about 50 KB of stack (a key hash table for duplicate
  * detection, the path buffer and the nesting stack).
@@ -43,8 +61,14 @@
      + NGX_HTTP_IOTHUB_TWIN_PATCH_DEPTH                                       \
        * (1 + NGX_HTTP_IOTHUB_TWIN_PATCH_KEY_LEN))
 
-/* slots of the key hash table shared by all open objects (8 bytes each) */
+/*
+ * Slots of the key hash table shared by all open objects (8 bytes each, a
+ * power of two, at least 64); tests build with a small table to exercise
+ * the fallback.
+ */
+#ifndef NGX_HTTP_IOTHUB_TWIN_PATCH_SLOTS
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_SLOTS         4096
+#endif
 
 
 typedef struct {

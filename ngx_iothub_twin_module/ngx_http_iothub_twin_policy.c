@@ -67,6 +67,9 @@ typedef struct {
     uint32_t                              len;     /* prefix: without '*' */
     uint8_t                               kind;
     uint8_t                               system;  /* begins with '$' */
+
+    /* the first character if not a wildcard: most IDs fail on it */
+    uint8_t                               first;
 } ngx_http_iothub_twin_policy_id_t;
 
 
@@ -273,7 +276,7 @@ static const unsigned char  ngx_http_iothub_twin_policy_id_chars[256] = {
 ngx_http_iothub_twin_policy_t *
 ngx_http_iothub_twin_policy_load(const char *path, char *err, size_t err_len)
 {
-    int                             fd;
+    int                             fd, e;
     char                           *buf, *p;
     size_t                          len, cap;
     ssize_t                         n;
@@ -299,11 +302,18 @@ ngx_http_iothub_twin_policy_load(const char *path, char *err, size_t err_len)
     len = 0;
 
     for ( ;; ) {
+        /* not realloc(): the old buffer is to be wiped */
+
         if (len == cap) {
-            p = realloc(buf, cap * 2);
+            p = malloc(cap * 2);
+            if (p != NULL) {
+                memcpy(p, buf, len);
+            }
+
+            ngx_http_iothub_twin_policy_wipe(buf, len);
+            free(buf);
+
             if (p == NULL) {
-                ngx_http_iothub_twin_policy_wipe(buf, len);
-                free(buf);
                 goto failed_fd;
             }
 
@@ -342,9 +352,9 @@ ngx_http_iothub_twin_policy_load(const char *path, char *err, size_t err_len)
 
 failed_fd:
 
-    n = errno;
+    e = errno;
     close(fd);
-    errno = n;
+    errno = e;
 
 failed:
 
@@ -628,9 +638,9 @@ ngx_http_iothub_twin_policy_fail(ngx_http_iothub_twin_policy_ctx_t *ctx,
 
 
 /*
- * jansson shows the token near a syntax error; a string token there may
- * be (part of) a key, so it is left out, but for a duplicate object key,
- * which is a name and worth showing.
+ * jansson shows the token near a syntax error, which may be (part of) a
+ * key: only a one-character token is kept, and the name in a duplicate
+ * object key.
  */
 
 static void
@@ -643,9 +653,11 @@ ngx_http_iothub_twin_policy_json_error(ngx_http_iothub_twin_policy_ctx_t *ctx,
     const char  *dup = "duplicate object key";
 
     len = strnlen(error->text, JSON_ERROR_TEXT_LENGTH);
-    near = strstr(error->text, " near '\"");
+    near = strstr(error->text, " near '");
 
-    if (near != NULL && strncmp(error->text, dup, strlen(dup)) != 0) {
+    if (near != NULL && strncmp(error->text, dup, strlen(dup)) != 0
+        && len - (near - error->text) != sizeof(" near 'x'") - 1)
+    {
         len = near - error->text;
     }
 
@@ -781,7 +793,9 @@ ngx_http_iothub_twin_policy_callers(ngx_http_iothub_twin_policy_ctx_t *ctx,
         {
             return ngx_http_iothub_twin_policy_fail(ctx, NULL,
                                        "a caller name is 1 to 128"
-                                       " characters of A-Z a-z 0-9 . _ : @ -");
+                                       " printable ASCII characters, no"
+                                       " double quote, no backslash, no"
+                                       " space at either end");
         }
 
         c = &policy->callers[i];
@@ -827,13 +841,20 @@ ngx_http_iothub_twin_policy_caller_name_valid(const char *name, size_t len)
         return 0;
     }
 
+    /*
+     * Printable ASCII but '"' and '\\', no space at either end: SAS key
+     * names, certificate CNs and whole subject DNs ("O=Example,CN=a") fit,
+     * and a name shows as it is in logs and metric labels.
+     */
+
+    if (name[0] == ' ' || name[len - 1] == ' ') {
+        return 0;
+    }
+
     for (i = 0; i < len; i++) {
         c = name[i];
 
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-              || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':'
-              || c == '@' || c == '-'))
-        {
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
             return 0;
         }
     }
@@ -1332,11 +1353,11 @@ ngx_http_iothub_twin_policy_parse_ids(ngx_http_iothub_twin_policy_ctx_t *ctx,
 
     if (modules) {
         r->modules = ids;
-        r->nmodules = n;
+        r->nmodules = (uint32_t) n;
 
     } else {
         r->devices = ids;
-        r->ndevices = n;
+        r->ndevices = (uint32_t) n;
     }
 
     return 0;
@@ -1399,6 +1420,7 @@ ngx_http_iothub_twin_policy_parse_id(ngx_http_iothub_twin_policy_ctx_t *ctx,
     id->data = data;
     id->len = (uint32_t) len;
     id->system = (s[0] == '$');
+    id->first = (s[0] == '*' || s[0] == '?') ? '\0' : s[0];
 
     if (wild == 0) {
         id->kind = NGX_HTTP_IOTHUB_TWIN_POLICY_EXACT;
@@ -1794,7 +1816,7 @@ ngx_http_iothub_twin_policy_target(ngx_http_iothub_twin_policy_decision_t *d,
     const unsigned char *device, size_t dlen, const unsigned char *module,
     size_t mlen)
 {
-    size_t                               i;
+    size_t                                     i;
     const ngx_http_iothub_twin_policy_rule_t  *r;
 
     memset(&d->rules, 0, sizeof(ngx_http_iothub_twin_policy_rules_t));
@@ -1824,6 +1846,11 @@ ngx_http_iothub_twin_policy_target(ngx_http_iothub_twin_policy_decision_t *d,
     if (device == NULL || dlen == 0) {
         return ngx_http_iothub_twin_policy_refuse(d, NULL, 0,
                                                   "no device ID");
+    }
+
+    if (module != NULL && mlen == 0) {
+        return ngx_http_iothub_twin_policy_refuse(d, NULL, 0,
+                                                  "an empty module ID");
     }
 
     for (i = 0; i < c->nrules; i++) {
@@ -1903,6 +1930,10 @@ ngx_http_iothub_twin_policy_id_match(
     const ngx_http_iothub_twin_policy_id_t *id, const unsigned char *s,
     size_t len)
 {
+    if (id->first != '\0' && id->first != s[0]) {
+        return 0;
+    }
+
     switch (id->kind) {
 
     case NGX_HTTP_IOTHUB_TWIN_POLICY_EXACT:

@@ -23,13 +23,16 @@
  * never covers $edgeAgent.  In "modules", "" stands for the device twin
  * itself; without "modules" a rule covers device twins only.
  *
- * Path patterns are dot-separated segments: "*" matches exactly one key,
- * a trailing "**" matches the node it follows and anything below it
- * ("config.**" covers config.a, config.a.b and config written or deleted
- * as a whole), any other segment matches literally.  A segment "*" or
- * "**" is always a wildcard, so a key named "*" can only be matched by
- * one.  An allow pattern covers exactly the paths it matches: "owner"
- * allows writing owner as a whole, not owner.first.
+ * Path patterns are dot-separated segments of 1 to 1024 bytes: "*"
+ * matches exactly one key, a trailing "**" matches the node it follows
+ * and anything below it ("config.**" covers config.a, config.a.b and
+ * config written or deleted as a whole; "**" alone covers the whole
+ * section), any other segment matches literally ("a*" is the key "a*").
+ * A segment "*" or "**" is always a wildcard, so a key named "*" can only
+ * be matched by one.  Segments holding what the hub refuses in keys (' ',
+ * '$', control characters) are configuration errors.  An allow pattern
+ * covers exactly the paths it matches: "owner" allows writing owner as a
+ * whole, not owner.first.
  *
  * A deny pattern protects the nodes it matches and everything below them,
  * and a write of a node replaces what is below it; so a written path is
@@ -46,7 +49,7 @@
 #include <stdint.h>
 
 
-/* the same values as in ngx_http_iothub_twin_module.h */
+/* the operations, as the module numbers them */
 #define NGX_HTTP_IOTHUB_TWIN_OP_READ             1
 #define NGX_HTTP_IOTHUB_TWIN_OP_UPDATE           2
 #define NGX_HTTP_IOTHUB_TWIN_OP_REPLACE          3
@@ -97,15 +100,21 @@ typedef struct {
     unsigned                              report:1;
 
     /*
-     * The first refusal, NUL-terminated printable ASCII: other bytes and
-     * '"' and '\' shown as \xNN, long IDs and paths cut short with "...".
-     * Never key material.
+     * The first refusal and the path refused (empty if the target was),
+     * NUL-terminated printable ASCII: other bytes and '"' and '\' shown
+     * as \xNN, long IDs and paths cut short with "...".  Never key
+     * material.
      */
     char                                  reason[256];
     char                                  path[256];
 } ngx_http_iothub_twin_policy_decision_t;
 
 
+/*
+ * NULL on failure, with err holding "<file>: [caller "<name>": ]
+ * [rules[i].<field>[j]: ]<problem>" (or "<file>: line <n>: <jansson's
+ * text>"), cut to err_len.  Values of keys are never shown.
+ */
 ngx_http_iothub_twin_policy_t *ngx_http_iothub_twin_policy_load(
     const char *path, char *err, size_t err_len);
 ngx_http_iothub_twin_policy_t *ngx_http_iothub_twin_policy_parse(
@@ -149,8 +158,9 @@ const char *ngx_http_iothub_twin_policy_op_name(int op);
  * Phase 1: may caller c do op on this twin at all?  module is NULL for a
  * device twin.  c may be NULL (an unknown caller: refused).  A replace
  * also needs tags and properties.desired writable as a whole, since the
- * hub replaces both.  Returns 0 if allowed, -1 if refused (d->reason
- * set).  d is initialized here.
+ * hub replaces both.  IDs are the decoded bytes, already checked
+ * against the hub's alphabet.  Returns 0 if allowed, -1 if refused
+ * (d->reason set).  d is initialized here.
  */
 int ngx_http_iothub_twin_policy_target(
     ngx_http_iothub_twin_policy_decision_t *d,
@@ -162,7 +172,8 @@ int ngx_http_iothub_twin_policy_target(
  * Phase 2, once per written path ("tags.a.b", "properties.desired.x"; a
  * null delete is a write like any other).  Returns 0 if allowed, -1 if
  * refused: the first refusal is kept in d->reason and d->path, later
- * ones only counted.  After a refused target every path is refused.
+ * ones only counted.  After a refused target, or without one (a zeroed
+ * d), every path is refused.  is_delete does not change the verdict.
  * Both phases return the verdict even in report mode: acting on
  * d->report is the caller's business.
  */

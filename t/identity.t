@@ -26,7 +26,7 @@ sub callers {
         'backend-a' => { keys => { primary => $key_a, secondary => $KEY_A2 },
                          rules => [$rule] },
         'backend-b' => { keys => { primary => $KEY_B }, rules => [$rule] },
-        'O=Example Backends,CN=backend-b' => { rules => [$rule] },
+        'CN=backend-b,O=Example Backends' => { rules => [$rule] },
     } });
 }
 
@@ -166,7 +166,7 @@ like(`curl -s -o /dev/null -w '%{http_code}' -X PATCH -H 'Content-Type: applicat
      qr/^401/, 'mtls: plain HTTP: 401');
 
 $t->start_nginx(mtls_conf('subject'));
-like(curl('backend-b'), qr/^200 O=Example Backends,CN=backend-b$/,
+like(curl('backend-b'), qr/^200 CN=backend-b,O=Example Backends$/,
      'mtls subject: the whole subject is the caller');
 like(curl('backend-a'), qr/^401/, 'mtls subject: a subject not in the policy');
 

@@ -208,8 +208,8 @@ my @broken = (
       qr/caller "a".*primary/, 'bad key' ],
     [ '{"callers": {"a": {"mode": "audit", "rules": [{"operations": ["read"], "devices": ["d"]}]}}}',
       qr/caller "a".*mode/, 'bad mode' ],
-    [ '{"callers": {"bad name!": {"rules": [{"operations": ["read"], "devices": ["d"]}]}}}',
-      qr/bad name/, 'bad caller name' ],
+    [ '{"callers": {"bad \\"name": {"rules": [{"operations": ["read"], "devices": ["d"]}]}}}',
+      qr/caller "bad \\x22name": a caller name is/, 'bad caller name' ],
 );
 
 for my $case (@broken) {

@@ -358,6 +358,11 @@ test_load_good(void)
     tap_ok(ngx_http_iothub_twin_policy_caller(p,
                                (const unsigned char *) "backend-a-long", 9)
            == a, "%s", "lookup uses the length, not a NUL");
+    tap_ok(ngx_http_iothub_twin_policy_caller(NULL,
+                               (const unsigned char *) "backend-a", 9)
+           == NULL
+           && ngx_http_iothub_twin_policy_caller(p, NULL, 0) == NULL,
+           "%s", "lookup without a policy or a name");
 
     key = ngx_http_iothub_twin_policy_caller_key(a, 0, &len);
     tap_is_str((const char *) key, len, "policy-test-key-a-primary",
@@ -472,6 +477,11 @@ test_load_errors(void)
         const char  *err;
     } cases[] = {
         { "[]", "t.json: the top level must be an object" },
+        { "{\"callers\": tru}", "t.json: line 1: invalid token" },
+        { "{\"callers\":{\"a\":{\"keys\":{\"primary\":\"c2Vj\\x\"}}}}",
+          "t.json: line 1: invalid escape" },
+        { "{\"callers\":{\"a\":{\"keys\":{\"primary\":c2VjcmV0}}}}",
+          "t.json: line 1: invalid token near 'c'" },
         { "", "t.json: line 1: '[' or '{' expected near end of file" },
         { "{\"callers\":{\"a\":{\"rules\":[" R_READ "]}}} x",
           "t.json: line 1: end of file expected near 'x'" },
@@ -484,7 +494,8 @@ test_load_errors(void)
           " caller" },
         { "{\"callers\":{\"a\":{\"rules\":[" R_READ "]}},\"x\":1}",
           "t.json: unknown field \"x\"" },
-        { "{\"callers\":{\"a\":1}}", "t.json: caller \"a\": must be an object" },
+        { "{\"callers\":{\"a\":1}}",
+          "t.json: caller \"a\": must be an object" },
         { ONE_CALLER("\"role\":1,\"rules\":[" R_READ "]"),
           "t.json: caller \"a\": unknown field \"role\"" },
         { ONE_CALLER("\"mode\":\"enforce\""),
@@ -496,22 +507,31 @@ test_load_errors(void)
           "t.json: caller \"a\": rules: must be an array of 1 to 1000"
           " rules" },
 
-        /* caller names */
+        /* caller names: printable ASCII, as subject DNs need */
         { "{\"callers\":{\"\":{\"rules\":[" R_READ "]}}}",
-          "t.json: caller \"\": a caller name is 1 to 128 characters of"
-          " A-Z a-z 0-9 . _ : @ -" },
-        { "{\"callers\":{\"a b\":{\"rules\":[" R_READ "]}}}",
-          "t.json: caller \"a b\": a caller name is 1 to 128 characters"
-          " of A-Z a-z 0-9 . _ : @ -" },
-        { "{\"callers\":{\"a/b\":{\"rules\":[" R_READ "]}}}",
-          "t.json: caller \"a/b\": a caller name is 1 to 128 characters"
-          " of A-Z a-z 0-9 . _ : @ -" },
+          "t.json: caller \"\": a caller name is 1 to 128"
+          " printable ASCII characters, no double quote, no backslash,"
+          " no space at either end" },
+        { "{\"callers\":{\" a\":{\"rules\":[" R_READ "]}}}",
+          "t.json: caller \" a\": a caller name is 1 to 128"
+          " printable ASCII characters, no double quote, no backslash,"
+          " no space at either end" },
+        { "{\"callers\":{\"a\\u0009b\":{\"rules\":[" R_READ "]}}}",
+          "t.json: caller \"a\\x09b\": a caller name is 1 to 128"
+          " printable ASCII characters, no double quote, no backslash,"
+          " no space at either end" },
         { "{\"callers\":{\"caf\\u00e9\":{\"rules\":[" R_READ "]}}}",
           "t.json: caller \"caf\\xc3\\xa9\": a caller name is 1 to 128"
-          " characters of A-Z a-z 0-9 . _ : @ -" },
+          " printable ASCII characters, no double quote, no backslash,"
+          " no space at either end" },
         { "{\"callers\":{\"a\\\"b\":{\"rules\":[" R_READ "]}}}",
           "t.json: caller \"a\\x22b\": a caller name is 1 to 128"
-          " characters of A-Z a-z 0-9 . _ : @ -" },
+          " printable ASCII characters, no double quote, no backslash,"
+          " no space at either end" },
+        { "{\"callers\":{\"a\\\\b\":{\"rules\":[" R_READ "]}}}",
+          "t.json: caller \"a\\x5cb\": a caller name is 1 to 128"
+          " printable ASCII characters, no double quote, no backslash,"
+          " no space at either end" },
 
         /* caller settings */
         { ONE_CALLER("\"mode\":\"permissive\",\"rules\":[" R_READ "]"),
@@ -753,7 +773,8 @@ test_load_keys(void)
     b64[344] = '\0';
 
     snprintf(json, sizeof(json),
-             ONE_CALLER("\"keys\":{\"primary\":\"%s\"},\"rules\":[" R_READ "]"),
+             ONE_CALLER("\"keys\":{\"primary\":\"%s\"},"
+                        "\"rules\":[" R_READ "]"),
              b64);
     p = parse(json);
     tap_ok(p != NULL, "%s", "a 256-byte key is accepted");
@@ -769,7 +790,8 @@ test_load_keys(void)
     b64[348] = '\0';
 
     snprintf(json, sizeof(json),
-             ONE_CALLER("\"keys\":{\"primary\":\"%s\"},\"rules\":[" R_READ "]"),
+             ONE_CALLER("\"keys\":{\"primary\":\"%s\"},"
+                        "\"rules\":[" R_READ "]"),
              b64);
     p = ngx_http_iothub_twin_policy_parse("t.json", json, strlen(json), err,
                                           sizeof(err));
@@ -1016,6 +1038,7 @@ test_operations(void)
     is_target(a, 4, "dev1", NULL, "operation 4 is unknown");
     is_target(NULL, OP_READ, "dev1", NULL, "the caller is not in the policy");
     is_target(a, OP_READ, "", NULL, "no device ID");
+    is_target(a, OP_READ, "dev1", "", "an empty module ID");
 
     tap_ok(target(&d, a, OP_READ, "ro-1", NULL) == 0
            && path(&d, "tags.location.city", 0) == -1
@@ -1233,6 +1256,7 @@ static void
 test_decision(void)
 {
     char             long_path[400];
+    size_t           i;
     decision_t       d;
     const caller_t  *a, *p;
 
@@ -1278,6 +1302,34 @@ test_decision(void)
     tap_is_str(d.reason, strlen(d.reason),
                "device nobody is not covered by any rule",
                "the target's reason stays");
+
+    /* a decision never given a target refuses everything */
+
+    memset(&d, 0, sizeof(decision_t));
+    tap_ok(path(&d, "tags.owner", 0) == -1 && !d.allowed, "%s",
+           "a zeroed decision refuses paths");
+    tap_is_str(d.reason, strlen(d.reason), "the target is refused",
+               "a zeroed decision's reason");
+
+    /* deeper than NGX_HTTP_IOTHUB_TWIN_POLICY_PATH_DEPTH keys */
+
+    memset(long_path, 0, sizeof(long_path));
+    strcpy(long_path, "tags.meta");
+
+    for (i = 1; i < NGX_HTTP_IOTHUB_TWIN_POLICY_PATH_DEPTH; i++) {
+        strcat(long_path, ".k");
+    }
+
+    tap_ok(target(&d, p, OP_UPDATE, "p", NULL) == 0
+           && path(&d, long_path, 0) == 0, "%s",
+           "a path of 64 keys under meta.**");
+
+    strcat(long_path, ".k");
+
+    tap_ok(target(&d, p, OP_UPDATE, "p", NULL) == 0
+           && path(&d, long_path, 0) == -1
+           && strstr(d.reason, ": not a writable path") != NULL, "%s",
+           "a path of 65 keys is refused");
 
     /* reasons are printable and short */
 
