@@ -32,6 +32,13 @@
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE
 #endif
 
+#if (defined __GNUC__)
+#define NGX_HTTP_IOTHUB_TWIN_PATCH_PRINTF(f, a)                              \
+    __attribute__((format(printf, f, a)))
+#else
+#define NGX_HTTP_IOTHUB_TWIN_PATCH_PRINTF(f, a)
+#endif
+
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_SMALL      8
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_MIN_CAP    32
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_EXCERPT    32
@@ -270,7 +277,7 @@ static int ngx_http_iothub_twin_patch_syntax(
 static int ngx_http_iothub_twin_patch_fail(
     ngx_http_iothub_twin_patch_state_t *st,
     ngx_http_iothub_twin_patch_reason_e reason, const unsigned char *at,
-    const char *fmt, ...);
+    const char *fmt, ...) NGX_HTTP_IOTHUB_TWIN_PATCH_PRINTF(4, 5);
 static size_t ngx_http_iothub_twin_patch_excerpt(char *dst,
     const unsigned char *src, size_t n);
 

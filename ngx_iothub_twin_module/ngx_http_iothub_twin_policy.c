@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 
+#include "ngx_http_iothub_twin_id.h"
 #include "ngx_http_iothub_twin_policy.h"
 
 
@@ -244,32 +245,6 @@ static void ngx_http_iothub_twin_policy_target_name(char *dst, size_t size,
 
 static const char *const  ngx_http_iothub_twin_policy_ops[] = {
     NULL, "read", "update", "replace"
-};
-
-
-/* 1: the hub's ID alphabet, 2: a wildcard */
-
-static const unsigned char  ngx_http_iothub_twin_policy_id_chars[256] = {
-    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['\''] = 1, ['('] = 1,
-    [')'] = 1, ['+'] = 1, [','] = 1, ['-'] = 1, ['.'] = 1, [':'] = 1,
-    [';'] = 1, ['='] = 1, ['@'] = 1, ['_'] = 1,
-
-    ['*'] = 2, ['?'] = 2,
-
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
-    ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
-
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
-    ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1,
-    ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
-    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
-    ['Y'] = 1, ['Z'] = 1,
-
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
-    ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1,
-    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
-    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
-    ['y'] = 1, ['z'] = 1
 };
 
 
@@ -1390,16 +1365,12 @@ ngx_http_iothub_twin_policy_parse_id(ngx_http_iothub_twin_policy_ctx_t *ctx,
     wild = 0;
 
     for (i = 0; i < len; i++) {
-        switch (ngx_http_iothub_twin_policy_id_chars[s[i]]) {
-
-        case 1:
-            break;
-
-        case 2:
+        if (s[i] == '*' || s[i] == '?') {
             wild++;
-            break;
+            continue;
+        }
 
-        default:
+        if (!ngx_http_iothub_twin_id_char(s[i])) {
             (void) ngx_http_iothub_twin_policy_escape(shown, sizeof(shown), s,
                                                       len, 1);
             (void) ngx_http_iothub_twin_policy_escape(bad, sizeof(bad),
