@@ -890,61 +890,58 @@ ngx_http_iothub_twin_api_version(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+/*
+ * A time or a size within the bounds in cmd->post; the message names the
+ * directive, the value and the bounds.
+ */
+
 char *
-ngx_http_iothub_twin_set_lifetime(ngx_conf_t *cf, ngx_command_t *cmd,
+ngx_http_iothub_twin_set_bounded(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
-    ngx_http_iothub_twin_loc_conf_t *itlcf = conf;
+    char  *p = conf;
 
-    time_t      t;
-    ngx_str_t  *value;
+    off_t                              n;
+    time_t                            *tp;
+    size_t                            *sp;
+    ngx_str_t                         *value;
+    ngx_http_iothub_twin_bounds_t     *b;
 
-    if (itlcf->token_lifetime != NGX_CONF_UNSET) {
-        return "is duplicate";
-    }
-
+    b = cmd->post;
     value = cf->args->elts;
 
-    t = ngx_parse_time(&value[1], 1);
+    if (b->time) {
+        tp = (time_t *) (p + cmd->offset);
 
-    if (t == (time_t) NGX_ERROR || t < 10 || t > 365 * 86400) {
+        if (*tp != NGX_CONF_UNSET) {
+            return "is duplicate";
+        }
+
+        n = ngx_parse_time(&value[1], 1);
+
+    } else {
+        sp = (size_t *) (p + cmd->offset);
+
+        if (*sp != NGX_CONF_UNSET_SIZE) {
+            return "is duplicate";
+        }
+
+        n = ngx_parse_size(&value[1]);
+    }
+
+    if (n == NGX_ERROR || n < b->min || n > b->max) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid value \"%V\" in \"%V\": expected a time "
-                           "from 10s to 365d", &value[1], &cmd->name);
+                           "invalid value \"%V\" in \"%V\": expected %s",
+                           &value[1], &cmd->name, b->expected);
         return NGX_CONF_ERROR;
     }
 
-    itlcf->token_lifetime = t;
+    if (b->time) {
+        *(time_t *) (p + cmd->offset) = (time_t) n;
 
-    return NGX_CONF_OK;
-}
-
-
-char *
-ngx_http_iothub_twin_set_max_body(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_iothub_twin_loc_conf_t *itlcf = conf;
-
-    ssize_t     n;
-    ngx_str_t  *value;
-
-    if (itlcf->max_body_size != NGX_CONF_UNSET_SIZE) {
-        return "is duplicate";
+    } else {
+        *(size_t *) (p + cmd->offset) = (size_t) n;
     }
-
-    value = cf->args->elts;
-
-    n = ngx_parse_size(&value[1]);
-
-    if (n == NGX_ERROR || n < 2 || n > 16 * 1024 * 1024) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid value \"%V\" in \"%V\": expected a size "
-                           "from 2 to 16m", &value[1], &cmd->name);
-        return NGX_CONF_ERROR;
-    }
-
-    itlcf->max_body_size = (size_t) n;
 
     return NGX_CONF_OK;
 }

@@ -84,6 +84,16 @@ static ngx_int_t ngx_http_iothub_twin_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_iothub_twin_init(ngx_conf_t *cf);
 
 
+static ngx_http_iothub_twin_bounds_t  ngx_http_iothub_twin_lifetime_bounds =
+    { 1, 10, 365 * 86400, "a time from 10s to 365d" };
+
+static ngx_http_iothub_twin_bounds_t  ngx_http_iothub_twin_skew_bounds =
+    { 1, 0, 3600, "a time from 0s to 1h" };
+
+static ngx_http_iothub_twin_bounds_t  ngx_http_iothub_twin_body_bounds =
+    { 0, 2, 16 * 1024 * 1024, "a size from 2 to 16m" };
+
+
 static ngx_conf_enum_t  ngx_http_iothub_twin_key_slots[] = {
     { ngx_string("primary"), 0 },
     { ngx_string("secondary"), 1 },
@@ -130,10 +140,10 @@ static ngx_command_t  ngx_http_iothub_twin_commands[] = {
 
     { ngx_string("iothub_twin_sas_skew"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_sec_slot,
+      ngx_http_iothub_twin_set_bounded,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_iothub_twin_loc_conf_t, sas_skew),
-      NULL },
+      &ngx_http_iothub_twin_skew_bounds },
 
     { ngx_string("iothub_twin_hub"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -165,10 +175,10 @@ static ngx_command_t  ngx_http_iothub_twin_commands[] = {
 
     { ngx_string("iothub_twin_token_lifetime"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_iothub_twin_set_lifetime,
+      ngx_http_iothub_twin_set_bounded,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
+      offsetof(ngx_http_iothub_twin_loc_conf_t, token_lifetime),
+      &ngx_http_iothub_twin_lifetime_bounds },
 
     { ngx_string("iothub_twin_api_version"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -214,10 +224,10 @@ static ngx_command_t  ngx_http_iothub_twin_commands[] = {
 
     { ngx_string("iothub_twin_max_body_size"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_iothub_twin_set_max_body,
+      ngx_http_iothub_twin_set_bounded,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
+      offsetof(ngx_http_iothub_twin_loc_conf_t, max_body_size),
+      &ngx_http_iothub_twin_body_bounds },
 
       ngx_null_command
 };

@@ -46,6 +46,16 @@ typedef struct {
 } ngx_http_iothub_twin_keys_t;
 
 
+/* the bounds of a time or size directive, in its cmd->post */
+
+typedef struct {
+    unsigned                         time:1;
+    off_t                            min;
+    off_t                            max;
+    const char                      *expected;
+} ngx_http_iothub_twin_bounds_t;
+
+
 /* the caller policy file, loaded at configuration time */
 
 typedef struct {
@@ -175,9 +185,7 @@ char *ngx_http_iothub_twin_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_iothub_twin_api_version(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-char *ngx_http_iothub_twin_set_lifetime(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-char *ngx_http_iothub_twin_set_max_body(ngx_conf_t *cf, ngx_command_t *cmd,
+char *ngx_http_iothub_twin_set_bounded(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_iothub_twin_set_audit_values(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
