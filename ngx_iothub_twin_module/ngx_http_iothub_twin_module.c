@@ -1008,6 +1008,9 @@ ngx_http_iothub_twin_body(ngx_http_request_t *r,
     p->path_handler = ngx_http_iothub_twin_path;
     p->path_data = &paths;
 
+    /* a caller cannot aim colliding keys at a seed it does not know */
+    p->hash_seed = (unsigned) ngx_random();
+
     switch (ngx_http_iothub_twin_patch_validate(p, body, len)) {
 
     case NGX_HTTP_IOTHUB_TWIN_PATCH_OK:

@@ -749,6 +749,9 @@ ngx_http_iothub_twin_patch_member(ngx_http_iothub_twin_patch_state_t *st,
 
     st->path_end = lv->path_len;
 
+    cap = (lv->path_len < NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_PATH)
+          ? NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_PATH - lv->path_len - 1 : 0;
+
     switch (lv->kind) {
 
     case NGX_HTTP_IOTHUB_TWIN_PATCH_C_SECTION:
@@ -757,14 +760,12 @@ ngx_http_iothub_twin_patch_member(ngx_http_iothub_twin_patch_state_t *st,
         st->path[lv->path_len] = '.';
 
         q = ngx_http_iothub_twin_patch_scan_key(st, p,
-                         st->path + lv->path_len + 1,
-                         NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_PATH - lv->path_len - 1,
-                         &k);
+                                                st->path + lv->path_len + 1,
+                                                cap, &k);
         if (q == NULL) {
             return NULL;
         }
 
-        cap = NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_PATH - lv->path_len - 1;
         st->path_end = lv->path_len + 1 + (k.len < cap ? k.len : cap);
 
         if (ngx_http_iothub_twin_patch_insert(st, lv, p, k.hash) != 0
@@ -803,9 +804,8 @@ ngx_http_iothub_twin_patch_member(ngx_http_iothub_twin_patch_state_t *st,
         st->path[lv->path_len] = '.';
 
         q = ngx_http_iothub_twin_patch_scan_key(st, p,
-                         st->path + lv->path_len + 1,
-                         NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_PATH - lv->path_len - 1,
-                         &k);
+                                                st->path + lv->path_len + 1,
+                                                cap, &k);
         if (q == NULL) {
             return NULL;
         }
@@ -850,7 +850,8 @@ ngx_http_iothub_twin_patch_section_key(ngx_http_iothub_twin_patch_state_t *st,
 
     lv = &st->levels[st->depth - 1];
     key = st->path + lv->path_len + 1;
-    cap = NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_PATH - lv->path_len - 1;
+    cap = (lv->path_len < NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_PATH)
+          ? NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_PATH - lv->path_len - 1 : 0;
     klen = k->len < cap ? k->len : cap;
 
     if (k->len == 0) {
@@ -2492,6 +2493,11 @@ ngx_http_iothub_twin_patch_key_path(ngx_http_iothub_twin_patch_state_t *st,
 
     if (start) {
         st->path[start++] = '.';
+    }
+
+    if (start > NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_PATH) {
+        st->path_end = lv->path_len;
+        return;
     }
 
     if (lv->kind != NGX_HTTP_IOTHUB_TWIN_PATCH_C_SECTION

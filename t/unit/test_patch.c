@@ -602,6 +602,7 @@ static void test_patch_misc_big_section(void);
 static void test_patch_misc_exhausted(void);
 static void test_patch_misc_many_objects(void);
 static void test_patch_misc_size_on_error(void);
+static void test_patch_misc_raised_limits(void);
 
 static const test_patch_misc_pt  test_patch_misc[] = {
     test_patch_misc_limits,
@@ -618,6 +619,7 @@ static const test_patch_misc_pt  test_patch_misc[] = {
     test_patch_misc_exhausted,
     test_patch_misc_many_objects,
     test_patch_misc_size_on_error,
+    test_patch_misc_raised_limits,
 };
 
 
@@ -1781,4 +1783,62 @@ test_patch_misc_size_on_error(void)
 
     test_patch_ok(rc == SYN && p.tags_size == 11 && p.desired_size == 0,
                   "sizes counted up to an error");
+}
+
+
+/* limits above the hub's: paths may outgrow the path buffer */
+
+static void
+test_patch_misc_raised_limits(void)
+{
+    int                            ok, rc;
+    char                          *in, *key;
+    ngx_http_iothub_twin_patch_t   p;
+
+    key = test_patch_repeat("{\"", "k", 1024, "\":");
+    ok = 1;
+
+    /* 18 + 10 * 1025 bytes fill the buffer exactly; one more key fails */
+
+    in = test_patch_nest("{\"properties\":{\"desired\":", 10, key,
+                         "{\"a\":1}", "}", "}}");
+
+    memset(&p, 0, sizeof(p));
+    p.device_id = "dev-1";
+    ngx_http_iothub_twin_patch_default_limits(&p.limits);
+    p.limits.max_depth = 20;
+    p.limits.max_desired_size = 1000000;
+
+    rc = ngx_http_iothub_twin_patch_validate(&p, (unsigned char *) in,
+                                             strlen(in));
+    if (rc != INV || strstr(p.error, ": path too long") == NULL
+        || !test_patch_message_ok(p.error))
+    {
+        printf("#   rc %d: %s\n", rc, p.error);
+        ok = 0;
+    }
+
+    in = test_patch_nest("{\"properties\":{\"desired\":", 9, key,
+                         "{\"a\":1}", "}", "}}");
+
+    rc = ngx_http_iothub_twin_patch_validate(&p, (unsigned char *) in,
+                                             strlen(in));
+    if (rc != OK) {
+        printf("#   rc %d: %s\n", rc, p.error);
+        ok = 0;
+    }
+
+    /* a 2000-byte key allowed */
+
+    p.limits.max_key_len = 2000;
+    in = test_patch_repeat("{\"tags\":{\"", "k", 2000, "\":null}}");
+
+    rc = ngx_http_iothub_twin_patch_validate(&p, (unsigned char *) in,
+                                             strlen(in));
+    if (rc != OK || p.npaths != 1) {
+        printf("#   rc %d: %s\n", rc, p.error);
+        ok = 0;
+    }
+
+    test_patch_ok(ok, "raised limits, path buffer bound");
 }
