@@ -21,6 +21,14 @@ typedef struct {
 } ngx_http_iothub_twin_paths_t;
 
 
+/* a walk over the request headers of one name; zeroed to start */
+
+typedef struct {
+    ngx_list_part_t             *part;
+    ngx_uint_t                   i;
+} ngx_http_iothub_twin_walk_t;
+
+
 static ngx_int_t ngx_http_iothub_twin_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_iothub_twin_start(ngx_http_request_t *r,
     ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
@@ -55,6 +63,8 @@ static ngx_int_t ngx_http_iothub_twin_join_paths(ngx_http_request_t *r,
 static ngx_int_t ngx_http_iothub_twin_sign(ngx_http_request_t *r,
     ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
 static void ngx_http_iothub_twin_drop_credentials(ngx_http_request_t *r);
+static ngx_table_elt_t *ngx_http_iothub_twin_next_header(
+    ngx_http_request_t *r, ngx_http_iothub_twin_walk_t *w, ngx_str_t *name);
 
 static ngx_int_t ngx_http_iothub_twin_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_iothub_twin_body_filter(ngx_http_request_t *r,
@@ -676,10 +686,12 @@ ngx_http_iothub_twin_precondition(ngx_http_request_t *r,
 {
     size_t                            len;
     u_char                           *out;
-    ngx_uint_t                        i, n;
-    ngx_list_part_t                  *part;
+    ngx_uint_t                        n;
     ngx_table_elt_t                  *h, *value;
+    ngx_http_iothub_twin_walk_t       w;
     ngx_http_iothub_twin_if_match_e   kind;
+
+    static ngx_str_t                  name = ngx_string("If-Match");
 
     if (ctx->operation != NGX_HTTP_IOTHUB_TWIN_OP_UPDATE) {
         return NGX_OK;
@@ -689,28 +701,11 @@ ngx_http_iothub_twin_precondition(ngx_http_request_t *r,
 
     n = 0;
     value = NULL;
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    ngx_memzero(&w, sizeof(ngx_http_iothub_twin_walk_t));
 
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("If-Match") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "If-Match",
-                               sizeof("If-Match") - 1) == 0)
-        {
-            n++;
-            value = &h[i];
-        }
+    while ((h = ngx_http_iothub_twin_next_header(r, &w, &name)) != NULL) {
+        n++;
+        value = h;
     }
 
     if (n == 0) {
@@ -1273,9 +1268,9 @@ ngx_http_iothub_twin_sign(ngx_http_request_t *r,
 static void
 ngx_http_iothub_twin_drop_credentials(ngx_http_request_t *r)
 {
-    ngx_uint_t        i, j;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    ngx_uint_t                    j;
+    ngx_table_elt_t              *h;
+    ngx_http_iothub_twin_walk_t   w;
 
     static ngx_str_t  names[] = {
         ngx_string("Authorization"),
@@ -1283,29 +1278,48 @@ ngx_http_iothub_twin_drop_credentials(ngx_http_request_t *r)
         ngx_string("Cookie")
     };
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    for (j = 0; j < sizeof(names) / sizeof(names[0]); j++) {
+        ngx_memzero(&w, sizeof(ngx_http_iothub_twin_walk_t));
 
-    for (i = 0; /* void */; i++) {
+        while ((h = ngx_http_iothub_twin_next_header(r, &w, &names[j]))
+               != NULL)
+        {
+            h->value.len = 0;
+            h->value.data = (u_char *) "";
+        }
+    }
+}
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
+
+static ngx_table_elt_t *
+ngx_http_iothub_twin_next_header(ngx_http_request_t *r,
+    ngx_http_iothub_twin_walk_t *w, ngx_str_t *name)
+{
+    ngx_table_elt_t  *h;
+
+    if (w->part == NULL) {
+        w->part = &r->headers_in.headers.part;
+        w->i = 0;
+    }
+
+    for ( ;; ) {
+
+        if (w->i >= w->part->nelts) {
+            if (w->part->next == NULL) {
+                return NULL;
             }
 
-            part = part->next;
-            h = part->elts;
-            i = 0;
+            w->part = w->part->next;
+            w->i = 0;
+            continue;
         }
 
-        for (j = 0; j < sizeof(names) / sizeof(names[0]); j++) {
-            if (h[i].key.len == names[j].len
-                && ngx_strncasecmp(h[i].key.data, names[j].data,
-                                   names[j].len) == 0)
-            {
-                h[i].value.len = 0;
-                h[i].value.data = (u_char *) "";
-            }
+        h = (ngx_table_elt_t *) w->part->elts + w->i++;
+
+        if (h->key.len == name->len
+            && ngx_strncasecmp(h->key.data, name->data, name->len) == 0)
+        {
+            return h;
         }
     }
 }
@@ -1702,46 +1716,32 @@ ngx_http_iothub_twin_request_id_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
     size_t                             i;
-    ngx_uint_t                         n;
-    ngx_list_part_t                   *part;
     ngx_table_elt_t                   *h;
     ngx_http_variable_value_t         *id;
+    ngx_http_iothub_twin_walk_t        w;
     ngx_http_iothub_twin_main_conf_t  *imcf;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    static ngx_str_t                   name = ngx_string("Request-Id");
 
-    for (n = 0; /* void */; n++) {
+    ngx_memzero(&w, sizeof(ngx_http_iothub_twin_walk_t));
 
-        if (n >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
+    while ((h = ngx_http_iothub_twin_next_header(r, &w, &name)) != NULL) {
 
-            part = part->next;
-            h = part->elts;
-            n = 0;
-        }
-
-        if (h[n].key.len != sizeof("Request-Id") - 1
-            || ngx_strncasecmp(h[n].key.data, (u_char *) "Request-Id",
-                               sizeof("Request-Id") - 1) != 0
-            || h[n].value.len == 0 || h[n].value.len > 64)
-        {
+        if (h->value.len == 0 || h->value.len > 64) {
             continue;
         }
 
-        for (i = 0; i < h[n].value.len; i++) {
-            if (!ngx_http_iothub_twin_id_char(h[n].value.data[i])
-                || h[n].value.data[i] == '%')
+        for (i = 0; i < h->value.len; i++) {
+            if (!ngx_http_iothub_twin_id_char(h->value.data[i])
+                || h->value.data[i] == '%')
             {
                 break;
             }
         }
 
-        if (i == h[n].value.len) {
-            v->data = h[n].value.data;
-            v->len = h[n].value.len;
+        if (i == h->value.len) {
+            v->data = h->value.data;
+            v->len = h->value.len;
             v->valid = 1;
             v->no_cacheable = 0;
             v->not_found = 0;
