@@ -45,6 +45,7 @@ my $conf = <<'EOF';
         ssl_certificate %%ROOT%%/build/certs/hub.pem;
         ssl_certificate_key %%ROOT%%/build/certs/hub.key;
         client_max_body_size 1m;
+        client_body_buffer_size 128k;
         location / {
             default_type "application/json; charset=utf-8";
             return 200 '%%TWIN%%';
@@ -55,6 +56,7 @@ my $conf = <<'EOF';
     server {
         listen 127.0.0.1:%%PLAIN_PORT%%;
         client_max_body_size 1m;
+        client_body_buffer_size 128k;
         location / {
             proxy_pass https://bench_hub;
             proxy_ssl_verify on;
@@ -70,6 +72,7 @@ my $conf = <<'EOF';
     server {
         listen 127.0.0.1:%%GW_PORT%%;
         client_max_body_size 1m;
+        client_body_buffer_size 128k;
         location / {
             iothub_twin_pass https://bench_hub;
             iothub_twin_hub testhub.azure-devices.net;

@@ -14,10 +14,14 @@
 #define NGX_HTTP_IOTHUB_TWIN_RESPONSE_MAX  (1024 * 1024)
 
 
+/* the paths written, joined by spaces as the validator reports them */
+
 typedef struct {
     ngx_http_request_t          *request;
     ngx_http_iothub_twin_ctx_t  *ctx;
-    ngx_array_t                 *paths;
+    u_char                      *data;
+    size_t                       len;
+    size_t                       cap;
 } ngx_http_iothub_twin_paths_t;
 
 
@@ -58,8 +62,6 @@ static u_char *ngx_http_iothub_twin_body_bytes(ngx_http_request_t *r,
     size_t *len);
 static int ngx_http_iothub_twin_path(void *data, const unsigned char *path,
     size_t len, int is_delete);
-static ngx_int_t ngx_http_iothub_twin_join_paths(ngx_http_request_t *r,
-    ngx_http_iothub_twin_ctx_t *ctx, ngx_array_t *paths);
 static ngx_int_t ngx_http_iothub_twin_sign(ngx_http_request_t *r,
     ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
 static void ngx_http_iothub_twin_drop_credentials(ngx_http_request_t *r);
@@ -989,12 +991,9 @@ ngx_http_iothub_twin_body(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    ngx_memzero(&paths, sizeof(ngx_http_iothub_twin_paths_t));
     paths.request = r;
     paths.ctx = ctx;
-    paths.paths = ngx_array_create(r->pool, 8, sizeof(ngx_str_t));
-    if (paths.paths == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
 
     ngx_http_iothub_twin_patch_default_limits(&p->limits);
     p->device_id = (const char *) ctx->target->device;
@@ -1025,9 +1024,8 @@ ngx_http_iothub_twin_body(ngx_http_request_t *r,
                                            "ArgumentInvalid", "%s", p->error);
     }
 
-    if (ngx_http_iothub_twin_join_paths(r, ctx, paths.paths) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    ctx->paths.data = paths.data;
+    ctx->paths.len = paths.len;
 
     /* the values written, for the audit log, only when asked and capped */
 
@@ -1118,26 +1116,40 @@ ngx_http_iothub_twin_body_bytes(ngx_http_request_t *r, size_t *len)
 }
 
 
+/*
+ * Keys never hold a space, so the paths are joined by spaces; the buffer
+ * grows by doubling, not an allocation per path.
+ */
+
 static int
 ngx_http_iothub_twin_path(void *data, const unsigned char *path, size_t len,
     int is_delete)
 {
     ngx_http_iothub_twin_paths_t *paths = data;
 
-    ngx_str_t  *s;
+    u_char  *p;
+    size_t   need;
 
-    s = ngx_array_push(paths->paths);
-    if (s == NULL) {
-        return -1;
+    need = paths->len + 1 + len;
+
+    if (need > paths->cap) {
+        paths->cap = ngx_max(need, ngx_max(2 * paths->cap, 256));
+
+        p = ngx_pnalloc(paths->request->pool, paths->cap);
+        if (p == NULL) {
+            return -1;
+        }
+
+        ngx_memcpy(p, paths->data, paths->len);
+        paths->data = p;
     }
 
-    s->data = ngx_pnalloc(paths->request->pool, len);
-    if (s->data == NULL) {
-        return -1;
+    if (paths->len) {
+        paths->data[paths->len++] = ' ';
     }
 
-    ngx_memcpy(s->data, path, len);
-    s->len = len;
+    ngx_memcpy(paths->data + paths->len, path, len);
+    paths->len += len;
 
     if (paths->ctx->policy
         && ngx_http_iothub_twin_policy_path(paths->ctx->policy, path, len,
@@ -1148,49 +1160,6 @@ ngx_http_iothub_twin_path(void *data, const unsigned char *path, size_t len,
     }
 
     return 0;
-}
-
-
-/* space-separated: keys may hold ',' but never a space */
-
-static ngx_int_t
-ngx_http_iothub_twin_join_paths(ngx_http_request_t *r,
-    ngx_http_iothub_twin_ctx_t *ctx, ngx_array_t *paths)
-{
-    u_char      *p;
-    size_t       len;
-    ngx_str_t   *s;
-    ngx_uint_t   i;
-
-    s = paths->elts;
-    len = 0;
-
-    for (i = 0; i < paths->nelts; i++) {
-        len += s[i].len + 1;
-    }
-
-    if (len == 0) {
-        return NGX_OK;
-    }
-
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ctx->paths.data = p;
-
-    for (i = 0; i < paths->nelts; i++) {
-        if (i) {
-            *p++ = ' ';
-        }
-
-        p = ngx_cpymem(p, s[i].data, s[i].len);
-    }
-
-    ctx->paths.len = p - ctx->paths.data;
-
-    return NGX_OK;
 }
 
 
