@@ -46,9 +46,22 @@ my $conf = <<'EOF';
         ssl_certificate_key %%ROOT%%/build/certs/hub.key;
         client_max_body_size 1m;
         client_body_buffer_size 128k;
+        # the hub reads the whole body before it answers: the mirror
+        # module reads it in the precontent phase, then the answer comes
+        # from a file through error_page (the static module refuses PATCH)
         location / {
+            mirror /.read-body;
+            mirror_request_body on;
+            error_page 405 =200 /.twin;
+        }
+        location = /.read-body {
+            internal;
+            return 204;
+        }
+        location = /.twin {
+            internal;
             default_type "application/json; charset=utf-8";
-            return 200 '%%TWIN%%';
+            alias %%DIR%%/twin.json;
         }
     }
 
@@ -86,8 +99,7 @@ my $conf = <<'EOF';
     }
 EOF
 
-my $twin = json_encode(\%twin);
-$conf =~ s/%%TWIN%%/$twin/;
+$t->write_file('twin.json', json_encode(\%twin));
 
 $t->start_nginx($conf, workers => 1);
 
