@@ -127,7 +127,8 @@ typedef struct {
     ngx_uint_t                       state;
     ngx_uint_t                       operation;
     ngx_http_iothub_twin_target_t   *target;
-    ngx_http_iothub_twin_target_rc_e target_rc;
+    ngx_http_iothub_twin_target_rc_e
+                                     target_rc;
     u_char                          *query;
 
     /* what variables show */
