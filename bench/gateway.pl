@@ -14,7 +14,7 @@ use FindBin;
 use lib "$FindBin::Bin/../t/lib";
 use IoTHubTwin qw(json_encode);
 
-my $seconds = $ENV{BENCH_SECONDS} || 5;
+my $seconds = $ENV{BENCH_SECONDS} || 3;
 my $conns = $ENV{BENCH_CONNECTIONS} || 16;
 
 my $t = IoTHubTwin->new(no_emulator => 1);
@@ -24,13 +24,18 @@ my %twin = (deviceId => 'dev1', etag => 'AAAAAAAAAAc=', version => 7,
             properties => { desired => { telemetry => { interval => 30 } },
                             reported => {} });
 
-# patches of about 1 KB and 32 KB, in properties.desired
+# patches of about 1 KB and 32 KB in properties.desired, shaped like real
+# ones: groups of a dozen settings, not one flat object of a thousand keys
 sub patch_of {
     my ($n) = @_;
     my %d;
-    my $i = 0;
-    $d{sprintf 'setting%05d', $i++} = 'x' x 20 while length(json_encode(\%d)) < $n;
-    return json_encode({ properties => { desired => { group => \%d } } });
+    my $g = 0;
+    while (length(json_encode(\%d)) < $n) {
+        my $group = $d{sprintf 'group%03d', $g++} = {};
+        $group->{sprintf 'setting%02d', $_} = $_ % 3 ? 'value-' . ('x' x 12)
+                                              : $_ * 1000 for 1 .. 12;
+    }
+    return json_encode({ properties => { desired => \%d } });
 }
 
 my $conf = <<'EOF';
@@ -129,15 +134,30 @@ for my $port ($t->port('plain'), $t->port('gw')) {
     die "port $port answered $r->{status}: $r->{body}\n" unless $r->{status} == 200;
 }
 
-printf "%-8s %-14s %10s %9s %9s\n", 'patch', 'path', 'req/s', 'p50', 'p99';
+# the machine is shared: rounds alternate the two paths, and the best
+# round of each is kept, so that a moment of load elsewhere does not
+# decide the ratio
+my $rounds = $ENV{BENCH_ROUNDS} || 3;
+
+printf "%-8s %-14s %10s %9s %9s   (best of %d rounds of %d s)\n",
+       'patch', 'path', 'req/s', 'p50', 'p99', $rounds, $seconds;
+
 for my $size (1024, 32 * 1024) {
     my $body = patch_of($size);
-    my ($plain, $p50a, $p99a) = wrk($t->port('plain'), $body);
-    my ($gw, $p50b, $p99b) = wrk($t->port('gw'), $body);
-    my $label = $size >= 1024 ? ($size / 1024) . ' KB' : "$size B";
-    printf "%-8s %-14s %10.0f %9s %9s\n", $label, 'proxy_pass', $plain, $p50a, $p99a;
-    printf "%-8s %-14s %10.0f %9s %9s\n", $label, 'iothub_twin', $gw, $p50b, $p99b;
-    printf "%-8s gateway/proxy_pass throughput ratio: %.2f\n", $label, $gw / $plain;
+    my (@plain, @gw);
+
+    for (1 .. $rounds) {
+        my @a = wrk($t->port('plain'), $body);
+        my @b = wrk($t->port('gw'), $body);
+        @plain = @a if !@plain || $a[0] > $plain[0];
+        @gw = @b if !@gw || $b[0] > $gw[0];
+    }
+
+    my $label = ($size / 1024) . ' KB';
+    printf "%-8s %-14s %10.0f %9s %9s\n", $label, 'proxy_pass', @plain;
+    printf "%-8s %-14s %10.0f %9s %9s\n", $label, 'iothub_twin', @gw;
+    printf "%-8s gateway/proxy_pass throughput ratio: %.2f\n", $label,
+           $gw[0] / $plain[0];
 }
 
 $t->stop;
