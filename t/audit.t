@@ -42,8 +42,7 @@ sub send_patch {
     my $r = $t->patch($path, $body, 'Authorization' => $token,
                       'Request-Id' => 'req-' . ++$n, @h);
     for my $req (@{$t->hub_requests}) {
-        $t->secret($_->[1]) for grep { lc $_->[0] eq 'authorization' }
-            @{$req->{headers}};
+        $t->secret($_) for IoTHubTwin::header($req, 'Authorization');
     }
     return $r;
 }

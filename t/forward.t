@@ -19,10 +19,6 @@ $t->start_nginx(IoTHubTwin::gateway(<<'EOF'));
             iothub_twin_read on;
 EOF
 
-sub header {
-    my ($req, $name) = @_;
-    return map { $_->[1] } grep { lc $_->[0] eq lc $name } @{$req->{headers}};
-}
 
 # device twin
 
@@ -54,14 +50,14 @@ is($req->{method}, 'PATCH', 'method');
 is($req->{target}, '/twins/dev1?api-version=2021-04-12', 'canonical target');
 is($req->{auth}, 'ok', 'the hub accepted the signature');
 
-my @auth = header($req, 'Authorization');
+my @auth = IoTHubTwin::header($req, 'Authorization');
 is(scalar @auth, 1, 'one Authorization header');
 like($auth[0], qr/^SharedAccessSignature sr=testhub\.azure-devices\.net&sig=[^&]+&skn=service&se=\d+$/,
      'the gateway token replaced the caller\'s');
-is(scalar(header($req, 'Cookie')), 0, 'Cookie dropped');
-is(scalar(header($req, 'Proxy-Authorization')), 0,
+is(scalar(IoTHubTwin::header($req, 'Cookie')), 0, 'Cookie dropped');
+is(scalar(IoTHubTwin::header($req, 'Proxy-Authorization')), 0,
    'Proxy-Authorization dropped');
-is((header($req, 'Host'))[0], 'testhub.azure-devices.net', 'Host is the hub');
+is((IoTHubTwin::header($req, 'Host'))[0], 'testhub.azure-devices.net', 'Host is the hub');
 is_deeply(json_decode($req->{body}),
           { tags => { location => { city => 'Bergen', zip => '5003' } },
             properties => { desired => { telemetry => { interval => 60 } } } },
@@ -152,7 +148,7 @@ $r = $t->patch('/twins/dev1', { tags => { a => 1 } },
                'Cookie' => 'session=caller-cookie');
 is($r->{status}, 200, 'misconfigured Authorization: 200');
 $req = $t->hub_requests->[0];
-@auth = header($req, 'Authorization');
+@auth = IoTHubTwin::header($req, 'Authorization');
 is(scalar @auth, 1, 'one Authorization header reached the hub');
 like($auth[0], qr/skn=service&se=\d+$/, 'and it is the gateway token');
 unlike(join(' ', map { "@$_" } @{$req->{headers}}), qr/caller-secret|caller-cookie/,

@@ -65,8 +65,7 @@ my $r = update_with(token());
 is($r->{status}, 200, 'sas: a good token: 200');
 is($r->{headers}{'x-caller'}, 'backend-a', 'sas: the caller is the skn');
 my $req = $t->hub_requests->[-1];
-my ($auth) = map { $_->[1] } grep { lc $_->[0] eq 'authorization' }
-    @{$req->{headers}};
+my ($auth) = IoTHubTwin::header($req, 'Authorization');
 like($auth, qr/&skn=service&se=\d+$/, 'the hub got the gateway token');
 is($req->{auth}, 'ok', 'which the hub accepted');
 

@@ -16,9 +16,7 @@ my $t = IoTHubTwin->new;
 $t->start_nginx(IoTHubTwin::gateway(''));
 
 sub forwarded_if_match {
-    my @h = grep { lc $_->[0] eq 'if-match' }
-        @{$t->hub_requests->[-1]{headers}};
-    return join '|', map { $_->[1] } @h;
+    return join '|', IoTHubTwin::header($t->hub_requests->[-1], 'If-Match');
 }
 
 my $etag = $t->hub_twin('dev1')->{etag};    # version 1

@@ -159,21 +159,6 @@ sub sdk {
     return wantarray ? @out : $out[0];
 }
 
-sub header {
-    my ($req, $name) = @_;
-    return map { $_->[1] } grep { lc $_->[0] eq lc $name } @{$req->{headers}};
-}
-
-# every request the hub received carried the gateway's token, not a caller's
-sub signed_by_gateway {
-    my ($seen, $name) = @_;
-    my @bad = grep {
-        my @auth = header($_, 'Authorization');
-        !($_->{auth} eq 'ok' && @auth == 1
-          && $auth[0] =~ /^SharedAccessSignature sr=testhub\.azure-devices\.net&sig=[^&]+&skn=service&se=\d+$/)
-    } @$seen;
-    ok(@$seen && !@bad, "$name: the hub got the gateway's token");
-}
 
 sub sdk_error {
     my ($r, $class, $status, $code, $text_re, $name) = @_;
@@ -209,7 +194,7 @@ is(join(' ', map { "$_->{method} $_->{target}" } @$seen),
    'GET /twins/dev1?api-version=2021-04-12 '
    . 'GET /twins/dev1/modules/mod1?api-version=2021-04-12',
    'reads: what the hub received');
-signed_by_gateway($seen, 'reads');
+IoTHubTwin::signed_by_gateway($seen, 'reads');
 
 # Registry.updateTwin, with "*" and with the current etag
 
@@ -232,7 +217,7 @@ $seen = $t->hub_requests;
 is(scalar @$seen, 1, 'updateTwin "*": one request');
 is($seen->[0]{target}, '/twins/dev1?api-version=2021-04-12',
    'updateTwin "*": target');
-is(join('|', header($seen->[0], 'If-Match')), '"*"',
+is(join('|', IoTHubTwin::header($seen->[0], 'If-Match')), '"*"',
    'updateTwin "*": If-Match "*" as the SDK sent it');
 is_deeply(json_decode($seen->[0]{body}), $patch, 'updateTwin "*": the patch');
 
@@ -240,7 +225,7 @@ $r = sdk({ op => 'updateTwin', deviceId => 'dev1', etag => $twin->{etag},
            patch => { tags => { step => 2 } } });
 ok($r->{ok}, 'updateTwin etag: ok') or diag(explain($r));
 is($t->hub_twin('dev1')->{tags}{step}, 2, 'updateTwin etag: hub tags');
-is(join('|', header($t->hub_requests->[-1], 'If-Match')), qq{"$twin->{etag}"},
+is(join('|', IoTHubTwin::header($t->hub_requests->[-1], 'If-Match')), qq{"$twin->{etag}"},
    'updateTwin etag: the quoted etag reached the hub');
 
 # Registry.updateModuleTwin, with "*" and with the current etag
@@ -261,11 +246,11 @@ is($t->hub_twin('dev1', 'mod1')->{tags}{site}, 'north',
    'updateModuleTwin etag: hub state');
 
 $seen = $t->hub_requests;
-is(join(' ', map { "$_->{method} $_->{target} " . join('', header($_, 'If-Match')) } @$seen),
+is(join(' ', map { "$_->{method} $_->{target} " . join('', IoTHubTwin::header($_, 'If-Match')) } @$seen),
    'PATCH /twins/dev1/modules/mod1?api-version=2021-04-12 "*" '
    . qq{PATCH /twins/dev1/modules/mod1?api-version=2021-04-12 "$twin->{etag}"},
    'updateModuleTwin: what the hub received');
-signed_by_gateway($seen, 'updates');
+IoTHubTwin::signed_by_gateway($seen, 'updates');
 
 # Twin.update() on a twin fetched with getTwin: the fetched etag is the
 # precondition
@@ -279,7 +264,7 @@ is($r->{result}{tags}{owner}, 'ops', 'Twin.update: the twin was refreshed');
 is($t->hub_twin('dev2')->{tags}{owner}, 'ops', 'Twin.update: hub state');
 
 $seen = $t->hub_requests;
-is(join(' ', map { "$_->{method} " . join('', header($_, 'If-Match')) } @$seen),
+is(join(' ', map { "$_->{method} " . join('', IoTHubTwin::header($_, 'If-Match')) } @$seen),
    qq{GET  PATCH "$etag"}, 'Twin.update: a read, then a PATCH with its etag');
 
 # a stale etag: the hub's 412, which the SDK raises as InvalidEtagError
@@ -368,13 +353,13 @@ is($r[3]{result}{tags}{n}, 2, 'the last read sees the last update');
 
 $seen = $t->hub_requests;
 is(scalar @$seen, 4, 'the hub received four requests');
-signed_by_gateway($seen, 'SDK headers');
-is(join(' ', map { header($_, 'User-Agent') } @$seen),
+IoTHubTwin::signed_by_gateway($seen, 'SDK headers');
+is(join(' ', map { IoTHubTwin::header($_, 'User-Agent') } @$seen),
    join(' ', ("azure-iothub/$SDK_VERSION") x 4), 'User-Agent passed');
-my %ids = map { (header($_, 'Request-Id'))[0] // '' => 1 } @$seen;
+my %ids = map { (IoTHubTwin::header($_, 'Request-Id'))[0] // '' => 1 } @$seen;
 is(scalar(grep { /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/ } keys %ids),
    4, 'Request-Id passed, one per request');
-is(join('|', map { header($_, 'Content-Type') } grep { $_->{method} eq 'PATCH' } @$seen),
+is(join('|', map { IoTHubTwin::header($_, 'Content-Type') } grep { $_->{method} eq 'PATCH' } @$seen),
    'application/json; charset=utf-8|application/json; charset=utf-8',
    'the SDK\'s Content-Type passed');
 

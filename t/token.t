@@ -17,8 +17,7 @@ $t->start_nginx(IoTHubTwin::gateway("            iothub_twin_token_lifetime 10s;
 
 sub token {
     my ($req) = @_;
-    my ($a) = map { $_->[1] } grep { lc $_->[0] eq 'authorization' }
-        @{$req->{headers}};
+    my ($a) = IoTHubTwin::header($req, 'Authorization');
     return $a;
 }
 

@@ -51,8 +51,7 @@ $t->start_nginx(IoTHubTwin::gateway(<<'EOF'));
 EOF
 $t->hub_reset;
 $r = $t->patch('/twins/dev1', { tags => { a => 2 } });
-my ($auth) = map { $_->[1] } grep { lc $_->[0] eq 'authorization' }
-    @{$t->hub_requests->[0]{headers}};
+my ($auth) = IoTHubTwin::header($t->hub_requests->[0], 'Authorization');
 $t->secret($auth);
 is($r->{headers}{'x-token'}, $auth, '$iothub_twin_token is what the hub got');
 

@@ -170,6 +170,23 @@ sub hub_requests {
     return json_decode($self->control('GET', '/requests')->{body});
 }
 
+# the values of one header in a request the hub received
+sub header {
+    my ($req, $name) = @_;
+    return map { $_->[1] } grep { lc $_->[0] eq lc $name } @{$req->{headers}};
+}
+
+# every request the hub received carried the gateway's token, not a caller's
+sub signed_by_gateway {
+    my ($seen, $name) = @_;
+    my @bad = grep {
+        my @auth = header($_, 'Authorization');
+        !($_->{auth} eq 'ok' && @auth == 1
+          && $auth[0] =~ /^SharedAccessSignature sr=testhub\.azure-devices\.net&sig=[^&]+&skn=service&se=\d+$/)
+    } @$seen;
+    ok(@$seen && !@bad, "$name: the hub got the gateway's token");
+}
+
 sub hub_reset {
     my ($self) = @_;
     $self->control('POST', '/reset');
