@@ -154,7 +154,7 @@ fuzz-run: fuzz
 	        fuzz/corpus/$${n#fuzz_}; \
 	done
 
-$(BUILD)/bench/%: bench/%.c $(PURE_SRCS)
+$(BUILD)/bench/%: bench/%.c bench/bench.h $(PURE_SRCS)
 	mkdir -p $(BUILD)/bench
 	$(CC) -std=gnu99 -O2 -g -Wall -Wextra -I$(MODDIR) -o $@ $< \
 	    $(PURE_SRCS) -lcrypto -ljansson

@@ -22,17 +22,11 @@
 #include <jansson.h>
 
 #include "ngx_http_iothub_twin_patch.h"
+#include "bench.h"
 
 
 #define BENCH_PATCH_MIN_TIME  0.3
 #define BENCH_PATCH_ROUNDS    5
-
-
-typedef struct {
-    char       *buf;
-    size_t      len;
-    size_t      cap;
-} bench_patch_buf_t;
 
 
 typedef struct {
@@ -44,17 +38,14 @@ typedef struct {
 typedef int (*bench_patch_parse_pt)(const unsigned char *buf, size_t len);
 
 
-static void bench_patch_append(bench_patch_buf_t *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
 static unsigned bench_patch_rand(void);
-static void bench_patch_tags(bench_patch_buf_t *b, unsigned extra);
-static void bench_patch_channel(bench_patch_buf_t *b, unsigned i);
-static void bench_patch_build(bench_patch_buf_t *b, size_t target);
+static void bench_patch_tags(bench_buf_t *b, unsigned extra);
+static void bench_patch_channel(bench_buf_t *b, unsigned i);
+static void bench_patch_build(bench_buf_t *b, size_t target);
 static int bench_patch_path(void *data, const unsigned char *path,
     size_t len, int is_delete);
 static int bench_patch_validator(const unsigned char *buf, size_t len);
 static int bench_patch_jansson(const unsigned char *buf, size_t len);
-static double bench_patch_now(void);
 static double bench_patch_measure(bench_patch_parse_pt parse,
     const unsigned char *buf, size_t len);
 
@@ -69,7 +60,7 @@ main(void)
 {
     size_t              i;
     double              v, j;
-    bench_patch_buf_t   b;
+    bench_buf_t   b;
     static const size_t  sizes[] = { 1024, 32768 };
 
     ngx_http_iothub_twin_patch_default_limits(&bench_patch_p.limits);
@@ -114,32 +105,6 @@ main(void)
 }
 
 
-static void
-bench_patch_append(bench_patch_buf_t *b, const char *fmt, ...)
-{
-    int      n;
-    va_list  args;
-
-    for ( ;; ) {
-        va_start(args, fmt);
-        n = vsnprintf(b->buf + b->len, b->cap - b->len, fmt, args);
-        va_end(args);
-
-        if (n >= 0 && b->len + (size_t) n < b->cap) {
-            b->len += (size_t) n;
-            return;
-        }
-
-        b->cap = b->cap ? b->cap * 2 : 4096;
-        b->buf = realloc(b->buf, b->cap);
-
-        if (b->buf == NULL) {
-            exit(2);
-        }
-    }
-}
-
-
 static unsigned
 bench_patch_rand(void)
 {
@@ -150,11 +115,11 @@ bench_patch_rand(void)
 
 
 static void
-bench_patch_tags(bench_patch_buf_t *b, unsigned extra)
+bench_patch_tags(bench_buf_t *b, unsigned extra)
 {
     unsigned  i;
 
-    bench_patch_append(b,
+    bench_append(b,
         "\"tags\":{\"location\":{\"site\":\"plant-7\",\"building\":\"B2\","
         "\"floor\":%u,\"room\":\"r-%u\",\"geo\":{\"lat\":59.91%u,"
         "\"lon\":10.75%u}},\"owner\":\"ops-team\","
@@ -164,7 +129,7 @@ bench_patch_tags(bench_patch_buf_t *b, unsigned extra)
         bench_patch_rand() % 100, bench_patch_rand() % 100);
 
     for (i = 0; i < extra; i++) {
-        bench_patch_append(b,
+        bench_append(b,
             ",\"asset%u\":{\"serial\":\"SN-%05u-%04u\",\"vendor\":\"Acme "
             "Instruments\",\"firmware\":\"4.%u.%u\",\"warranty\":%s}",
             i, bench_patch_rand(), bench_patch_rand() % 10000,
@@ -172,14 +137,14 @@ bench_patch_tags(bench_patch_buf_t *b, unsigned extra)
             bench_patch_rand() & 1 ? "true" : "false");
     }
 
-    bench_patch_append(b, "}");
+    bench_append(b, "}");
 }
 
 
 static void
-bench_patch_channel(bench_patch_buf_t *b, unsigned i)
+bench_patch_channel(bench_buf_t *b, unsigned i)
 {
-    bench_patch_append(b,
+    bench_append(b,
         ",\"ch%03u\":{\"enabled\":%s,\"rate\":%u,\"gain\":1.%04u,"
         "\"label\":\"channel %u - inlet pressure\",\"thresholds\":[%u.5,%u,"
         "%u.75],\"mode\":\"auto\",\"calibration\":{\"offset\":-0.%03u,"
@@ -196,17 +161,17 @@ bench_patch_channel(bench_patch_buf_t *b, unsigned i)
 /* a module twin patch of about target bytes, as an SDK would send it */
 
 static void
-bench_patch_build(bench_patch_buf_t *b, size_t target)
+bench_patch_build(bench_buf_t *b, size_t target)
 {
     size_t             len;
     unsigned           i;
-    bench_patch_buf_t  ch;
+    bench_buf_t  ch;
 
-    bench_patch_append(b, "{\"deviceId\":\"dev-1\",\"moduleId\":\"mod-1\","
+    bench_append(b, "{\"deviceId\":\"dev-1\",\"moduleId\":\"mod-1\","
                           "\"etag\":\"AAAAAAAAAAc=\",");
     bench_patch_tags(b, target > 4096 ? 8 : 0);
 
-    bench_patch_append(b,
+    bench_append(b,
         ",\"properties\":{\"desired\":{\"telemetry\":{\"interval\":30,"
         "\"batch\":true,\"compression\":\"gzip\",\"endpoints\":["
         "\"amqps://hub-1.example.net\",\"mqtts://hub-2.example.net\"]},"
@@ -226,11 +191,11 @@ bench_patch_build(bench_patch_buf_t *b, size_t target)
             break;
         }
 
-        bench_patch_append(b, "%s", ch.buf);
+        bench_append(b, "%s", ch.buf);
         free(ch.buf);
     }
 
-    bench_patch_append(b, "}}}");
+    bench_append(b, "}}}");
 }
 
 
@@ -273,17 +238,6 @@ bench_patch_jansson(const unsigned char *buf, size_t len)
 }
 
 
-static double
-bench_patch_now(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-
-    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-}
-
-
 /* MB/s, best of BENCH_PATCH_ROUNDS runs of at least BENCH_PATCH_MIN_TIME */
 
 static double
@@ -297,13 +251,13 @@ bench_patch_measure(bench_patch_parse_pt parse, const unsigned char *buf,
     /* find a repeat count that takes long enough */
 
     for (n = 16; ; n *= 2) {
-        start = bench_patch_now();
+        start = bench_now();
 
         for (i = 0; i < n; i++) {
             (void) parse(buf, len);
         }
 
-        if (bench_patch_now() - start >= BENCH_PATCH_MIN_TIME) {
+        if (bench_now() - start >= BENCH_PATCH_MIN_TIME) {
             break;
         }
     }
@@ -312,13 +266,13 @@ bench_patch_measure(bench_patch_parse_pt parse, const unsigned char *buf,
     failed = 0;
 
     for (round = 0; round < BENCH_PATCH_ROUNDS; round++) {
-        start = bench_patch_now();
+        start = bench_now();
 
         for (i = 0; i < n; i++) {
             failed |= parse(buf, len);
         }
 
-        t = bench_patch_now() - start;
+        t = bench_now() - start;
 
         if (best == 0 || t < best) {
             best = t;

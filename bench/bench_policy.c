@@ -25,19 +25,13 @@
 #include <time.h>
 
 #include "ngx_http_iothub_twin_policy.h"
+#include "bench.h"
 
 
 #define BENCH_POLICY_MIN_TIME  0.3
 #define BENCH_POLICY_ROUNDS    5
 #define BENCH_POLICY_RULES     100
 #define BENCH_POLICY_BATCH     1000
-
-
-typedef struct {
-    char       *buf;
-    size_t      len;
-    size_t      cap;
-} bench_policy_buf_t;
 
 
 typedef struct {
@@ -48,13 +42,10 @@ typedef struct {
 } bench_policy_request_t;
 
 
-static void bench_policy_append(bench_policy_buf_t *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void bench_policy_rule(bench_policy_buf_t *b, size_t c, size_t r);
+static void bench_policy_rule(bench_buf_t *b, size_t c, size_t r);
 static char *bench_policy_json(size_t ncallers, size_t *len);
 static int bench_policy_decide(const ngx_http_iothub_twin_policy_t *policy,
     const bench_policy_request_t *req);
-static double bench_policy_now(void);
 static double bench_policy_measure(
     const ngx_http_iothub_twin_policy_t *policy,
     const bench_policy_request_t *req);
@@ -90,11 +81,11 @@ main(void)
     for (i = 0; i < 2; i++) {
         json = bench_policy_json(sizes[i], &len[i]);
 
-        t[i] = bench_policy_now();
+        t[i] = bench_now();
         policy[i] = ngx_http_iothub_twin_policy_parse("bench.json", json,
                                                       len[i], err,
                                                       sizeof(err));
-        t[i] = bench_policy_now() - t[i];
+        t[i] = bench_now() - t[i];
 
         free(json);
 
@@ -140,33 +131,6 @@ main(void)
 }
 
 
-static void
-bench_policy_append(bench_policy_buf_t *b, const char *fmt, ...)
-{
-    int      n;
-    va_list  args;
-
-    for ( ;; ) {
-        va_start(args, fmt);
-        n = vsnprintf(b->buf + b->len, b->cap - b->len, fmt, args);
-        va_end(args);
-
-        if (n >= 0 && (size_t) n < b->cap - b->len) {
-            b->len += n;
-            return;
-        }
-
-        b->cap *= 2;
-        b->buf = realloc(b->buf, b->cap);
-
-        if (b->buf == NULL) {
-            fprintf(stderr, "bench_policy: out of memory\n");
-            exit(1);
-        }
-    }
-}
-
-
 /*
  * A mix of what operators write: exact device lists, fleet prefixes,
  * globs over naming schemes, module lists with and without the device
@@ -176,12 +140,12 @@ bench_policy_append(bench_policy_buf_t *b, const char *fmt, ...)
  */
 
 static void
-bench_policy_rule(bench_policy_buf_t *b, size_t c, size_t r)
+bench_policy_rule(bench_buf_t *b, size_t c, size_t r)
 {
     switch (r % 10) {
 
     case 0:
-        bench_policy_append(b,
+        bench_append(b,
             "{\"operations\":[\"read\",\"update\"],"
             "\"devices\":[\"fleet-*\",\"dev-%zu-%zu\"],"
             "\"modules\":[\"\",\"mod1\",\"$edgeAgent\"],"
@@ -192,7 +156,7 @@ bench_policy_rule(bench_policy_buf_t *b, size_t c, size_t r)
         break;
 
     case 1:
-        bench_policy_append(b,
+        bench_append(b,
             "{\"operations\":[\"update\"],"
             "\"devices\":[\"dev-%zu-%zu\",\"dev-%zu-%zu-b\"],"
             "\"tags\":[\"zone%zu.*\"],\"desired\":[\"app%zu.**\"]}",
@@ -200,13 +164,13 @@ bench_policy_rule(bench_policy_buf_t *b, size_t c, size_t r)
         break;
 
     case 2:
-        bench_policy_append(b,
+        bench_append(b,
             "{\"operations\":[\"read\"],\"devices\":[\"sensor-?\?-%zu-*\"],"
             "\"modules\":[\"mod?\"]}", r);
         break;
 
     case 3:
-        bench_policy_append(b,
+        bench_append(b,
             "{\"operations\":[\"update\",\"replace\"],"
             "\"devices\":[\"lab%zu-*\",\"bench%zu\"],"
             "\"modules\":[\"\",\"*\"],\"tags\":[\"**\"],\"desired\":[\"**\"],"
@@ -214,7 +178,7 @@ bench_policy_rule(bench_policy_buf_t *b, size_t c, size_t r)
         break;
 
     case 4:
-        bench_policy_append(b,
+        bench_append(b,
             "{\"operations\":[\"update\"],"
             "\"devices\":[\"g%zu-*-x\",\"*-%zu-y\"],"
             "\"tags\":[\"site.*.name\",\"k%zu\"],\"desired\":[\"cfg%zu.*\"]}",
@@ -222,33 +186,33 @@ bench_policy_rule(bench_policy_buf_t *b, size_t c, size_t r)
         break;
 
     case 5:
-        bench_policy_append(b,
+        bench_append(b,
             "{\"operations\":[\"read\",\"update\"],"
             "\"devices\":[\"plant%zu-line%zu\"],\"modules\":[\"mod%zu\"],"
             "\"desired\":[\"line.speed\",\"line.mode\"]}", c, r, r);
         break;
 
     case 6:
-        bench_policy_append(b,
+        bench_append(b,
             "{\"operations\":[\"update\"],\"devices\":[\"fleet-%zu*\"],"
             "\"tags\":[\"batch\"]}", r);
         break;
 
     case 7:
-        bench_policy_append(b,
+        bench_append(b,
             "{\"operations\":[\"read\"],\"devices\":[\"*\"],"
             "\"modules\":[\"$edge*\"]}");
         break;
 
     case 8:
-        bench_policy_append(b,
+        bench_append(b,
             "{\"operations\":[\"update\"],\"devices\":[\"edge-%zu-*\"],"
             "\"modules\":[\"\",\"$edgeAgent\",\"m%zu\"],"
             "\"tags\":[\"edge.**\"],\"deny\":[\"tags.edge.keys.*\"]}", c, r);
         break;
 
     default:
-        bench_policy_append(b,
+        bench_append(b,
             "{\"operations\":[\"update\"],\"devices\":[\"ws-%zu-??\"],"
             "\"desired\":[\"a%zu.b.*\"]}", r, r);
         break;
@@ -260,7 +224,7 @@ static char *
 bench_policy_json(size_t ncallers, size_t *len)
 {
     size_t              c, r;
-    bench_policy_buf_t  b;
+    bench_buf_t  b;
 
     b.cap = 1 << 20;
     b.len = 0;
@@ -271,10 +235,10 @@ bench_policy_json(size_t ncallers, size_t *len)
         exit(1);
     }
 
-    bench_policy_append(&b, "{\"callers\":{");
+    bench_append(&b, "{\"callers\":{");
 
     for (c = 0; c < ncallers; c++) {
-        bench_policy_append(&b,
+        bench_append(&b,
             "%s\"backend-%05zu\":{"
             "\"keys\":{\"primary\":\"YmVuY2gta2V5LSU1enU=\"},"
             "\"mode\":\"%s\",\"max_body_size\":%zu,"
@@ -284,16 +248,16 @@ bench_policy_json(size_t ncallers, size_t *len)
 
         for (r = 0; r < BENCH_POLICY_RULES; r++) {
             if (r) {
-                bench_policy_append(&b, ",");
+                bench_append(&b, ",");
             }
 
             bench_policy_rule(&b, c, r);
         }
 
-        bench_policy_append(&b, "]}");
+        bench_append(&b, "]}");
     }
 
-    bench_policy_append(&b, "}}");
+    bench_append(&b, "}}");
 
     *len = b.len;
 
@@ -335,17 +299,6 @@ bench_policy_decide(const ngx_http_iothub_twin_policy_t *policy,
 }
 
 
-static double
-bench_policy_now(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-
 /* ns per decision over at least the minimum time */
 
 static double
@@ -356,7 +309,7 @@ bench_policy_measure(const ngx_http_iothub_twin_policy_t *policy,
     double    start, elapsed;
 
     n = 0;
-    start = bench_policy_now();
+    start = bench_now();
 
     do {
         for (i = 0; i < BENCH_POLICY_BATCH; i++) {
@@ -364,7 +317,7 @@ bench_policy_measure(const ngx_http_iothub_twin_policy_t *policy,
         }
 
         n += BENCH_POLICY_BATCH;
-        elapsed = bench_policy_now() - start;
+        elapsed = bench_now() - start;
 
     } while (elapsed < BENCH_POLICY_MIN_TIME);
 
