@@ -226,6 +226,9 @@ static int ngx_http_iothub_twin_policy_check(
 static int ngx_http_iothub_twin_policy_allows(
     const ngx_http_iothub_twin_policy_path_t *pp,
     const ngx_http_iothub_twin_policy_key_t *keys, size_t n);
+static int ngx_http_iothub_twin_policy_agree(
+    const ngx_http_iothub_twin_policy_path_t *pp,
+    const ngx_http_iothub_twin_policy_key_t *keys, size_t m);
 static int ngx_http_iothub_twin_policy_overlaps(
     const ngx_http_iothub_twin_policy_path_t *pp,
     const ngx_http_iothub_twin_policy_key_t *keys, size_t n);
@@ -2234,25 +2237,11 @@ ngx_http_iothub_twin_policy_allows(
     const ngx_http_iothub_twin_policy_path_t *pp,
     const ngx_http_iothub_twin_policy_key_t *keys, size_t n)
 {
-    size_t                                    i;
-    const ngx_http_iothub_twin_policy_seg_t  *seg;
-
     if (pp->rest ? n < pp->nsegs : n != pp->nsegs) {
         return 0;
     }
 
-    for (i = 0; i < pp->nsegs; i++) {
-        seg = &pp->segs[i];
-
-        if (!seg->any
-            && (seg->len != keys[i].len
-                || memcmp(seg->data, keys[i].data, seg->len) != 0))
-        {
-            return 0;
-        }
-    }
-
-    return 1;
+    return ngx_http_iothub_twin_policy_agree(pp, keys, pp->nsegs);
 }
 
 
@@ -2267,10 +2256,19 @@ ngx_http_iothub_twin_policy_overlaps(
     const ngx_http_iothub_twin_policy_path_t *pp,
     const ngx_http_iothub_twin_policy_key_t *keys, size_t n)
 {
-    size_t                                    i, m;
-    const ngx_http_iothub_twin_policy_seg_t  *seg;
+    return ngx_http_iothub_twin_policy_agree(pp, keys,
+                                             (n < pp->nsegs) ? n : pp->nsegs);
+}
 
-    m = (n < pp->nsegs) ? n : pp->nsegs;
+
+/* the first m segments of the pattern match the first m keys */
+
+static int
+ngx_http_iothub_twin_policy_agree(const ngx_http_iothub_twin_policy_path_t *pp,
+    const ngx_http_iothub_twin_policy_key_t *keys, size_t m)
+{
+    size_t                                    i;
+    const ngx_http_iothub_twin_policy_seg_t  *seg;
 
     for (i = 0; i < m; i++) {
         seg = &pp->segs[i];
