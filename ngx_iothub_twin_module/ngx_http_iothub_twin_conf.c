@@ -30,18 +30,23 @@ static void ngx_http_iothub_twin_free_policy(void *data);
 
 
 /*
- * What iothub_twin_pass adds to the location besides proxy_pass: the
- * gateway's token and If-Match replace the caller's, caller credentials
- * are dropped, and the hub's certificate is verified.  The directives are
+ * What iothub_twin_pass adds to the location besides proxy_pass: the hub
+ * gets only the headers it reads, each once (the gateway's token and
+ * If-Match, the caller's checked Content-Type, its Request-Id, User-Agent
+ * and Accept), never a caller's credentials or a header the gateway did
+ * not check; and the hub's certificate is verified.  The directives are
  * the proxy module's own, so a second setting of them in the location is
  * refused by nginx as a duplicate.
  */
 
 static const char  *ngx_http_iothub_twin_proxy_conf[][3] = {
+    { "proxy_pass_request_headers", "off", NULL },
     { "proxy_set_header", "Authorization", "$iothub_twin_token" },
     { "proxy_set_header", "If-Match", "$iothub_twin_if_match" },
-    { "proxy_set_header", "Proxy-Authorization", "" },
-    { "proxy_set_header", "Cookie", "" },
+    { "proxy_set_header", "Content-Type", "$http_content_type" },
+    { "proxy_set_header", "Request-Id", "$http_request_id" },
+    { "proxy_set_header", "User-Agent", "$http_user_agent" },
+    { "proxy_set_header", "Accept", "$http_accept" },
     { "proxy_pass_request_body", "on", NULL },
     { "proxy_ssl_verify", "on", NULL },
     { "proxy_ssl_server_name", "on", NULL },
@@ -480,7 +485,7 @@ ngx_http_iothub_twin_proxy_directive(ngx_conf_t *cf, const char *name,
 }
 
 
-/* iothub_twin_error status code ["text"]; */
+/* iothub_twin_error status code ["text"] | auto [retry_after=seconds]; */
 
 char *
 ngx_http_iothub_twin_error(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -499,6 +504,20 @@ ngx_http_iothub_twin_error(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     /* the text and retry_after= may come in either order */
 
     value = cf->args->elts;
+
+    if (value[1].len == 4 && ngx_strncmp(value[1].data, "auto", 4) == 0) {
+        itlcf->error_status = NGX_HTTP_IOTHUB_TWIN_ERROR_AUTO;
+        i = 2;
+        goto parameters;
+    }
+
+    if (cf->args->nelts < 3) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\": expected "
+                           "\"auto\" or a status and an error code",
+                           &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
 
     status = ngx_atoi(value[1].data, value[1].len);
 
@@ -524,8 +543,11 @@ ngx_http_iothub_twin_error(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     itlcf->error_status = status;
     itlcf->error_code = value[2];
     ngx_str_set(&itlcf->error_text, "the request was refused");
+    i = 3;
 
-    for (i = 3; i < cf->args->nelts; i++) {
+parameters:
+
+    for ( /* void */ ; i < cf->args->nelts; i++) {
 
         if (ngx_strncmp(value[i].data, "retry_after=", 12) == 0) {
             if (ngx_atoi(value[i].data + 12, value[i].len - 12) == NGX_ERROR) {
@@ -541,7 +563,7 @@ ngx_http_iothub_twin_error(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (i == 3) {
+        if (i == 3 && itlcf->error_status != NGX_HTTP_IOTHUB_TWIN_ERROR_AUTO) {
             itlcf->error_text = value[i];
             continue;
         }

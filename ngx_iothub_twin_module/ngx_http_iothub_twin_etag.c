@@ -304,3 +304,24 @@ ngx_http_iothub_twin_twin_info(const unsigned char *json, size_t len,
         return (p < end && *p == '}') ? 0 : -1;
     }
 }
+
+
+int
+ngx_http_iothub_twin_etag_valid(const unsigned char *etag, size_t len)
+{
+    size_t  i;
+
+    if (len == 0 || len > NGX_HTTP_IOTHUB_TWIN_IF_MATCH_MAX) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (etag[i] <= 0x20 || etag[i] >= 0x7f || etag[i] == '"'
+            || etag[i] == '\\')
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}

@@ -40,6 +40,12 @@ ngx_http_iothub_twin_if_match_e ngx_http_iothub_twin_if_match(
     size_t *out_len);
 const char *ngx_http_iothub_twin_if_match_name(
     ngx_http_iothub_twin_if_match_e kind);
+/*
+ * An etag taken from a twin the hub sent may become a header only if it
+ * is 1 to 256 bytes of printable ASCII without '"' or '\\' (the hub's are
+ * base64): no CR, LF or escape ever reaches a response header.
+ */
+int ngx_http_iothub_twin_etag_valid(const unsigned char *etag, size_t len);
 int ngx_http_iothub_twin_twin_info(const unsigned char *json, size_t len,
     ngx_http_iothub_twin_twin_info_t *info);
 

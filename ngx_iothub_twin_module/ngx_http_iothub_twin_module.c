@@ -40,8 +40,11 @@ static ngx_int_t ngx_http_iothub_twin_parse_target(ngx_http_request_t *r,
     ngx_http_iothub_twin_ctx_t *ctx);
 static ngx_int_t ngx_http_iothub_twin_target(ngx_http_request_t *r,
     ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
+static void ngx_http_iothub_twin_operation(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
 static ngx_int_t ngx_http_iothub_twin_method(ngx_http_request_t *r,
     ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
+static ngx_int_t ngx_http_iothub_twin_headers(ngx_http_request_t *r);
 static ngx_int_t ngx_http_iothub_twin_access(ngx_http_request_t *r,
     ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
 static ngx_int_t ngx_http_iothub_twin_deny(ngx_http_request_t *r,
@@ -77,6 +80,8 @@ static ngx_int_t ngx_http_iothub_twin_release(ngx_http_request_t *r,
     ngx_http_iothub_twin_ctx_t *ctx, ngx_chain_t *rest);
 static ngx_int_t ngx_http_iothub_twin_twin_etag(ngx_http_request_t *r,
     ngx_http_iothub_twin_ctx_t *ctx);
+static ngx_int_t ngx_http_iothub_twin_bad_answer(ngx_http_request_t *r,
+    ngx_http_iothub_twin_ctx_t *ctx, const char *why);
 
 static ngx_int_t ngx_http_iothub_twin_ctx_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -90,6 +95,9 @@ static ngx_int_t ngx_http_iothub_twin_key_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_iothub_twin_request_id_variable(
     ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_http_iothub_twin_ctx_t *ngx_http_iothub_twin_create_ctx(
+    ngx_http_request_t *r, ngx_http_iothub_twin_loc_conf_t *itlcf);
+static void ngx_http_iothub_twin_ctx_cleanup(void *data);
 static ngx_http_iothub_twin_ctx_t *ngx_http_iothub_twin_early_ctx(
     ngx_http_request_t *r);
 static ngx_int_t ngx_http_iothub_twin_add_variables(ngx_conf_t *cf);
@@ -123,7 +131,7 @@ static ngx_command_t  ngx_http_iothub_twin_commands[] = {
       NULL },
 
     { ngx_string("iothub_twin_error"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2|NGX_CONF_TAKE3|NGX_CONF_TAKE4,
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1234,
       ngx_http_iothub_twin_error,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -345,15 +353,32 @@ ngx_http_iothub_twin_handler(ngx_http_request_t *r)
         return NGX_HTTP_FORBIDDEN;
     }
 
+    /*
+     * The gateway decodes only the URI the caller sent; an internally
+     * redirected request never reaches the hub, whatever state a context
+     * kept across the redirect is in.
+     */
+
     ctx = ngx_http_get_module_ctx(r, ngx_http_iothub_twin_module);
 
+    if (r->internal
+        || ((ctx == NULL || ctx->state == NGX_HTTP_IOTHUB_TWIN_START)
+            && !r->valid_unparsed_uri))
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "iothub_twin: the request reached the gateway location "
+                      "after a rewrite or an internal redirect; the gateway "
+                      "decodes only the URI the caller sent");
+        return ngx_http_iothub_twin_refuse(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                           "InternalServerError",
+                                           "the gateway is misconfigured");
+    }
+
     if (ctx == NULL) {
-        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_iothub_twin_ctx_t));
+        ctx = ngx_http_iothub_twin_create_ctx(r, itlcf);
         if (ctx == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        ngx_http_set_ctx(r, ctx, ngx_http_iothub_twin_module);
     }
 
     switch (ctx->state) {
@@ -380,22 +405,17 @@ ngx_http_iothub_twin_start(ngx_http_request_t *r,
 {
     ngx_int_t  rc;
 
-    if (r->internal || !r->valid_unparsed_uri) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "iothub_twin: the request reached the gateway location "
-                      "after a rewrite or an internal redirect; the gateway "
-                      "decodes only the URI the caller sent");
-        return ngx_http_iothub_twin_refuse(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                           "InternalServerError",
-                                           "the gateway is misconfigured");
-    }
-
     rc = ngx_http_iothub_twin_target(r, itlcf, ctx);
     if (rc != NGX_OK) {
         return rc;
     }
 
     rc = ngx_http_iothub_twin_method(r, itlcf, ctx);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rc = ngx_http_iothub_twin_headers(r);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -542,21 +562,30 @@ ngx_http_iothub_twin_target(ngx_http_request_t *r,
 }
 
 
+/* the operation is known with the context, for a log line of any phase */
+
+static void
+ngx_http_iothub_twin_operation(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx)
+{
+    if (r->method == NGX_HTTP_PATCH) {
+        ctx->operation = NGX_HTTP_IOTHUB_TWIN_OP_UPDATE;
+        ngx_str_set(&ctx->operation_name, "update");
+
+    } else if (r->method == NGX_HTTP_GET && itlcf->read) {
+        ctx->operation = NGX_HTTP_IOTHUB_TWIN_OP_READ;
+        ngx_str_set(&ctx->operation_name, "read");
+    }
+}
+
+
 static ngx_int_t
 ngx_http_iothub_twin_method(ngx_http_request_t *r,
     ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx)
 {
     ngx_table_elt_t  *h;
 
-    if (r->method == NGX_HTTP_PATCH) {
-        ctx->operation = NGX_HTTP_IOTHUB_TWIN_OP_UPDATE;
-        ngx_str_set(&ctx->operation_name, "update");
-        return NGX_OK;
-    }
-
-    if (r->method == NGX_HTTP_GET && itlcf->read) {
-        ctx->operation = NGX_HTTP_IOTHUB_TWIN_OP_READ;
-        ngx_str_set(&ctx->operation_name, "read");
+    if (ctx->operation) {
         return NGX_OK;
     }
 
@@ -580,6 +609,63 @@ ngx_http_iothub_twin_method(ngx_http_request_t *r,
                                        "method %V is not allowed on a twin "
                                        "here; allowed: %V",
                                        &r->method_name, &h->value);
+}
+
+
+/*
+ * One meaning per request: a header the gateway or the hub interprets
+ * appears once (nginx itself refuses a second Content-Length,
+ * Transfer-Encoding, If-Match or Authorization), and the body is the
+ * bytes validated, not an encoding of them.
+ */
+
+static ngx_int_t
+ngx_http_iothub_twin_headers(ngx_http_request_t *r)
+{
+    ngx_uint_t                    j, n;
+    ngx_table_elt_t              *h;
+    ngx_http_iothub_twin_walk_t   w;
+
+    static ngx_str_t  once[] = {
+        ngx_string("Content-Type"),
+        ngx_string("Request-Id"),
+        ngx_string("If-Match"),
+        ngx_string("Authorization"),
+        ngx_string("Content-Encoding")
+    };
+
+    for (j = 0; j < sizeof(once) / sizeof(once[0]); j++) {
+        ngx_memzero(&w, sizeof(ngx_http_iothub_twin_walk_t));
+
+        n = 0;
+
+        while (ngx_http_iothub_twin_next_header(r, &w, &once[j]) != NULL) {
+            n++;
+        }
+
+        if (n > 1) {
+            return ngx_http_iothub_twin_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                               "ArgumentInvalid",
+                                               "%V is given more than once",
+                                               &once[j]);
+        }
+    }
+
+    ngx_memzero(&w, sizeof(ngx_http_iothub_twin_walk_t));
+
+    h = ngx_http_iothub_twin_next_header(r, &w, &once[4]);
+
+    if (h && !(h->value.len == sizeof("identity") - 1
+               && ngx_strncasecmp(h->value.data, (u_char *) "identity",
+                                  sizeof("identity") - 1) == 0))
+    {
+        return ngx_http_iothub_twin_refuse(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                           "UnsupportedMediaType",
+                                           "the body must not be encoded "
+                                           "(Content-Encoding)");
+    }
+
+    return NGX_OK;
 }
 
 
@@ -608,6 +694,14 @@ ngx_http_iothub_twin_access(ngx_http_request_t *r,
 
     if (rc != NGX_OK) {
         ngx_str_set(&ctx->decision, "unauthenticated");
+
+        /* why, for the audit record only: the caller is told nothing */
+
+        if (ctx->identity_error) {
+            ctx->reason.data = (u_char *) ctx->identity_error;
+            ctx->reason.len = ngx_strlen(ctx->identity_error);
+        }
+
         return ngx_http_iothub_twin_refuse(r, NGX_HTTP_UNAUTHORIZED,
                                            "IotHubUnauthorizedAccess",
                                            "the caller could not be "
@@ -1107,7 +1201,9 @@ ngx_http_iothub_twin_body_bytes(ngx_http_request_t *r, size_t *len)
             continue;
         }
 
-        p = ngx_cpymem(p, b->pos, b->last - b->pos);
+        if (b->last != b->pos) {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+        }
     }
 
     *len = p - data;
@@ -1140,7 +1236,10 @@ ngx_http_iothub_twin_path(void *data, const unsigned char *path, size_t len,
             return -1;
         }
 
-        ngx_memcpy(p, paths->data, paths->len);
+        if (paths->len) {
+            ngx_memcpy(p, paths->data, paths->len);
+        }
+
         paths->data = p;
     }
 
@@ -1307,15 +1406,21 @@ ngx_http_iothub_twin_header_filter(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_iothub_twin_module);
 
-    if (ctx == NULL || !ctx->forwarded || r != r->main
-        || r->headers_out.status != NGX_HTTP_OK || r->header_only
-        || r->headers_out.content_length_n > NGX_HTTP_IOTHUB_TWIN_RESPONSE_MAX)
+    if (ctx == NULL || !ctx->forwarded || r != r->main || r->internal
+        || r->headers_out.status != NGX_HTTP_OK || r->header_only)
     {
         return ngx_http_next_header_filter(r);
     }
 
     ctx->buffering = 1;
     r->filter_need_in_memory = 1;
+
+    /* answered from the body filter, where the body can be dropped */
+
+    if (r->headers_out.content_length_n > NGX_HTTP_IOTHUB_TWIN_RESPONSE_MAX) {
+        ctx->oversize = 1;
+        return NGX_OK;
+    }
 
     if (r->headers_out.content_length_n > 0) {
         ctx->resp_cap = (size_t) r->headers_out.content_length_n;
@@ -1333,17 +1438,35 @@ static ngx_int_t
 ngx_http_iothub_twin_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
     ngx_int_t                    rc;
-    ngx_uint_t                   last;
+    ngx_uint_t                   last, flush;
     ngx_chain_t                 *cl;
     ngx_http_iothub_twin_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_iothub_twin_module);
 
-    if (ctx == NULL || !ctx->buffering) {
+    if (ctx == NULL || !(ctx->buffering || ctx->replaced)) {
         return ngx_http_next_body_filter(r, in);
     }
 
+    if (ctx->replaced) {
+
+        /* the gateway answered instead: the hub's body goes nowhere */
+
+        for (cl = in; cl; cl = cl->next) {
+            cl->buf->pos = cl->buf->last;
+            cl->buf->file_pos = cl->buf->file_last;
+        }
+
+        return ngx_http_next_body_filter(r, NULL);
+    }
+
+    if (ctx->oversize) {
+        return ngx_http_iothub_twin_bad_answer(r, ctx, "is larger than "
+                                               "a twin can be");
+    }
+
     last = 0;
+    flush = 0;
 
     for (cl = in; cl; cl = cl->next) {
         rc = ngx_http_iothub_twin_hold(r, ctx, cl->buf);
@@ -1353,20 +1476,42 @@ ngx_http_iothub_twin_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         }
 
         if (rc == NGX_DECLINED) {
-            /* too large to hold: let it through as it comes */
-            return ngx_http_iothub_twin_release(r, ctx, cl);
+            return ngx_http_iothub_twin_bad_answer(r, ctx, "is larger than "
+                                                   "a twin can be");
         }
 
         if (cl->buf->last_buf) {
             last = 1;
         }
+
+        if (cl->buf->flush) {
+            flush = 1;
+        }
     }
 
     if (!last) {
+
+        /*
+         * The upstream module flushes without a last buffer when the hub
+         * failed after its headers (a timeout, a connection closed in the
+         * body): nothing has reached the caller yet, so the caller gets an
+         * error in the hub's shape, not a cut 200.
+         */
+
+        if (flush && r->upstream && r->upstream->peer.connection == NULL) {
+            return ngx_http_iothub_twin_bad_answer(r, ctx, "was cut short");
+        }
+
         return NGX_OK;
     }
 
-    if (ngx_http_iothub_twin_twin_etag(r, ctx) != NGX_OK) {
+    rc = ngx_http_iothub_twin_twin_etag(r, ctx);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_iothub_twin_bad_answer(r, ctx, "is not a twin");
+    }
+
+    if (rc != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -1387,20 +1532,35 @@ ngx_http_iothub_twin_hold(ngx_http_request_t *r,
 
     size = b->last - b->pos;
 
+    if (size == 0) {
+        return NGX_OK;
+    }
+
+    if (size > NGX_HTTP_IOTHUB_TWIN_RESPONSE_MAX - ctx->resp_len) {
+        return NGX_DECLINED;
+    }
+
     if (ctx->resp_len + size > ctx->resp_cap) {
+
+        /* the hub gave no length, or a wrong one: grow, bounded */
+
         cap = ngx_max(2 * ctx->resp_cap, ctx->resp_len + size);
         cap = ngx_max(cap, 4096);
-
-        if (cap > NGX_HTTP_IOTHUB_TWIN_RESPONSE_MAX) {
-            return NGX_DECLINED;
-        }
+        cap = ngx_min(cap, NGX_HTTP_IOTHUB_TWIN_RESPONSE_MAX);
 
         p = ngx_pnalloc(r->pool, cap);
         if (p == NULL) {
             return NGX_ERROR;
         }
 
-        ngx_memcpy(p, ctx->resp, ctx->resp_len);
+        if (ctx->resp_len) {
+            ngx_memcpy(p, ctx->resp, ctx->resp_len);
+        }
+
+        if (ctx->resp) {
+            ngx_pfree(r->pool, ctx->resp);
+        }
+
         ctx->resp = p;
         ctx->resp_cap = cap;
     }
@@ -1466,10 +1626,11 @@ ngx_http_iothub_twin_twin_etag(ngx_http_request_t *r,
     ngx_table_elt_t                   *h;
     ngx_http_iothub_twin_twin_info_t   info;
 
-    if (ngx_http_iothub_twin_twin_info(ctx->resp, ctx->resp_len, &info) != 0) {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "iothub_twin: the hub's answer is not a twin");
-        return NGX_OK;
+    if (ctx->resp_len == 0
+        || ngx_http_iothub_twin_twin_info(ctx->resp, ctx->resp_len, &info)
+           != 0)
+    {
+        return NGX_DECLINED;
     }
 
     if (info.has_version) {
@@ -1482,7 +1643,16 @@ ngx_http_iothub_twin_twin_etag(ngx_http_request_t *r,
         ctx->version.len = ngx_sprintf(p, "%L", (int64_t) info.version) - p;
     }
 
-    if (info.etag == NULL || info.etag_len == 0 || info.etag_len > 256) {
+    if (info.etag == NULL) {
+        return NGX_OK;
+    }
+
+    /* only an etag the hub could have made becomes a header */
+
+    if (!ngx_http_iothub_twin_etag_valid(info.etag, info.etag_len)) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "iothub_twin: the hub's twin holds an etag that is not "
+                      "a valid etag; no ETag is sent");
         return NGX_OK;
     }
 
@@ -1518,6 +1688,133 @@ ngx_http_iothub_twin_twin_etag(ngx_http_request_t *r,
 }
 
 
+/*
+ * The hub said 200 but its answer cannot be given to the caller: cut
+ * short, not a twin, or too large.  Nothing has been sent yet, so the
+ * caller gets a hub-shaped 502 that says the write may have been applied.
+ */
+
+static ngx_int_t
+ngx_http_iothub_twin_bad_answer(ngx_http_request_t *r,
+    ngx_http_iothub_twin_ctx_t *ctx, const char *why)
+{
+    ngx_buf_t    *b;
+    ngx_str_t     code, text;
+    ngx_chain_t   out;
+
+    static u_char  applied[] = "the hub's answer %s; the update may have "
+                               "been applied: read the twin before you "
+                               "retry";
+    static u_char  read[] = "the hub's answer %s";
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "iothub_twin: the hub's 200 answer %s; the caller gets 502",
+                  why);
+
+    ctx->buffering = 0;
+    ctx->replaced = 1;
+    ngx_str_set(&code, "BadGateway");
+    ctx->error = code;
+
+    text.data = ngx_pnalloc(r->pool, sizeof(applied) + 64);
+    if (text.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    text.len = ngx_sprintf(text.data,
+                           ctx->operation == NGX_HTTP_IOTHUB_TWIN_OP_READ
+                           ? (char *) read : (char *) applied, why)
+               - text.data;
+
+    r->keepalive = 0;
+
+    ngx_http_clean_header(r);
+
+    b = ngx_http_iothub_twin_error_body(r, NGX_HTTP_BAD_GATEWAY, &code,
+                                        &text);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_next_header_filter(r) == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_next_body_filter(r, &out);
+}
+
+
+/*
+ * The context lives in a pool cleanup too, as the realip module keeps
+ * its own: an error_page redirect (a limit_req 429, nginx's own 413)
+ * empties the module contexts, and the audit record of such a request
+ * must still name the caller, the operation and the twin.
+ */
+
+static ngx_http_iothub_twin_ctx_t *
+ngx_http_iothub_twin_create_ctx(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf)
+{
+    ngx_pool_cleanup_t          *cln;
+    ngx_http_iothub_twin_ctx_t  *ctx;
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_iothub_twin_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_http_iothub_twin_ctx_cleanup;
+    cln->data = ctx;
+
+    ctx->hub = itlcf->hub;
+
+    ngx_http_iothub_twin_operation(r, itlcf, ctx);
+
+    ngx_http_set_ctx(r, ctx, ngx_http_iothub_twin_module);
+
+    return ctx;
+}
+
+
+static void
+ngx_http_iothub_twin_ctx_cleanup(void *data)
+{
+    /* the cleanup only marks where the context is */
+}
+
+
+ngx_http_iothub_twin_ctx_t *
+ngx_http_iothub_twin_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t          *cln;
+    ngx_http_iothub_twin_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_iothub_twin_module);
+
+    if (ctx || !r->internal || r != r->main) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_iothub_twin_ctx_cleanup) {
+            ctx = cln->data;
+            ngx_http_set_ctx(r, ctx, ngx_http_iothub_twin_module);
+            return ctx;
+        }
+    }
+
+    return NULL;
+}
+
+
 static ngx_int_t
 ngx_http_iothub_twin_ctx_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
@@ -1525,7 +1822,7 @@ ngx_http_iothub_twin_ctx_variable(ngx_http_request_t *r,
     ngx_str_t                   *s;
     ngx_http_iothub_twin_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_iothub_twin_module);
+    ctx = ngx_http_iothub_twin_get_ctx(r);
 
     if (ctx == NULL) {
         v->not_found = 1;
@@ -1556,25 +1853,18 @@ ngx_http_iothub_twin_early_ctx(ngx_http_request_t *r)
     ngx_http_iothub_twin_ctx_t       *ctx;
     ngx_http_iothub_twin_loc_conf_t  *itlcf;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_iothub_twin_module);
+    ctx = ngx_http_iothub_twin_get_ctx(r);
     if (ctx) {
         return ctx;
     }
 
     itlcf = ngx_http_get_module_loc_conf(r, ngx_http_iothub_twin_module);
 
-    if (!itlcf->enabled || r != r->main) {
+    if (!itlcf->enabled || r != r->main || r->internal) {
         return NULL;
     }
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_iothub_twin_ctx_t));
-    if (ctx == NULL) {
-        return NULL;
-    }
-
-    ngx_http_set_ctx(r, ctx, ngx_http_iothub_twin_module);
-
-    return ctx;
+    return ngx_http_iothub_twin_create_ctx(r, itlcf);
 }
 
 
@@ -1588,15 +1878,24 @@ ngx_http_iothub_twin_caller_variable(ngx_http_request_t *r,
     ctx = ngx_http_iothub_twin_early_ctx(r);
     itlcf = ngx_http_get_module_loc_conf(r, ngx_http_iothub_twin_module);
 
-    if (ctx == NULL
-        || itlcf->identity == NGX_HTTP_IOTHUB_TWIN_IDENTITY_OFF)
-    {
+    if (ctx == NULL) {
         v->not_found = 1;
         return NGX_OK;
     }
 
-    if (ngx_http_iothub_twin_identify(r, itlcf, ctx) == NGX_ERROR) {
-        return NGX_ERROR;
+    /* after a redirect, the caller the gateway's location identified */
+
+    if (!ctx->identified) {
+        if (!itlcf->enabled
+            || itlcf->identity == NGX_HTTP_IOTHUB_TWIN_IDENTITY_OFF)
+        {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        if (ngx_http_iothub_twin_identify(r, itlcf, ctx) == NGX_ERROR) {
+            return NGX_ERROR;
+        }
     }
 
     v->data = ctx->caller_name.data;
@@ -1735,17 +2034,30 @@ static ngx_int_t
 ngx_http_iothub_twin_hub_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
+    ngx_str_t                        *hub;
+    ngx_http_iothub_twin_ctx_t       *ctx;
     ngx_http_iothub_twin_loc_conf_t  *itlcf;
 
     itlcf = ngx_http_get_module_loc_conf(r, ngx_http_iothub_twin_module);
 
-    if (!itlcf->enabled) {
-        v->not_found = 1;
-        return NGX_OK;
+    /* after a redirect, the hub of the gateway's location */
+
+    if (itlcf->enabled) {
+        hub = &itlcf->hub;
+
+    } else {
+        ctx = ngx_http_iothub_twin_get_ctx(r);
+
+        if (ctx == NULL || ctx->hub.len == 0) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        hub = &ctx->hub;
     }
 
-    v->data = itlcf->hub.data;
-    v->len = itlcf->hub.len;
+    v->data = hub->data;
+    v->len = hub->len;
     v->valid = 1;
     v->no_cacheable = 0;
     v->not_found = 0;

@@ -36,6 +36,20 @@
 #define NGX_HTTP_IOTHUB_TWIN_DONE          4
 
 
+/* iothub_twin_error auto: status, code and text from the status answered */
+#define NGX_HTTP_IOTHUB_TWIN_ERROR_AUTO    1
+
+
+/* one hub-shaped error: the status answered, the status sent, the code */
+
+typedef struct {
+    ngx_uint_t                       status;
+    ngx_uint_t                       send;
+    ngx_str_t                        code;
+    ngx_str_t                        text;
+} ngx_http_iothub_twin_error_t;
+
+
 /* the policy keys of one key file: primary and optional secondary */
 
 typedef struct {
@@ -132,6 +146,7 @@ typedef struct {
     u_char                          *query;
 
     /* what variables show */
+    ngx_str_t                        hub;
     ngx_str_t                        device_id;
     ngx_str_t                        module_id;
     ngx_str_t                        operation_name;
@@ -167,10 +182,17 @@ typedef struct {
     unsigned                         reported:1;
     unsigned                         forwarded:1;
     unsigned                         buffering:1;
+    unsigned                         oversize:1;
+    unsigned                         replaced:1;
 } ngx_http_iothub_twin_ctx_t;
 
 
 extern ngx_module_t  ngx_http_iothub_twin_module;
+
+
+/* ngx_http_iothub_twin_module.c */
+ngx_http_iothub_twin_ctx_t *ngx_http_iothub_twin_get_ctx(
+    ngx_http_request_t *r);
 
 
 /* ngx_http_iothub_twin_conf.c */
@@ -214,6 +236,8 @@ ngx_uint_t ngx_http_iothub_twin_metrics_rule(const char *message,
 ngx_int_t ngx_http_iothub_twin_refuse(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *fmt, ...);
 ngx_int_t ngx_http_iothub_twin_error_handler(ngx_http_request_t *r);
+ngx_buf_t *ngx_http_iothub_twin_error_body(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *code, ngx_str_t *text);
 
 
 #endif /* _NGX_HTTP_IOTHUB_TWIN_MODULE_H_INCLUDED_ */
