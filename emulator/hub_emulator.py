@@ -93,6 +93,7 @@ class Response:
     body: bytes
     headers: list = field(default_factory=list)
     close: bool = False
+    fault: dict = None
 
 
 class HubError(Exception):
@@ -601,7 +602,7 @@ class Hub:
             self.devices = build_store(self.seed)
             self.requests = []
             self.config = {"etag_header": self.default_etag_header,
-                           "fail": None, "delay_ms": 0}
+                           "fail": None, "delay_ms": 0, "answer": None}
 
     def close(self):
         if self.log_file:
@@ -646,7 +647,8 @@ class Hub:
         """Apply a /config document; raises ValueError on bad input."""
         if not isinstance(changes, dict):
             raise ValueError("config must be a JSON object")
-        unknown = set(changes) - {"etag_header", "fail", "delay_ms"}
+        unknown = set(changes) - {"etag_header", "fail", "delay_ms",
+                                  "answer"}
         if unknown:
             raise ValueError(f"unknown config keys: {sorted(unknown)}")
         update = {}
@@ -662,9 +664,22 @@ class Hub:
             update["delay_ms"] = delay
         if "fail" in changes:
             update["fail"] = parse_fail(changes["fail"])
+        if "answer" in changes:
+            update["answer"] = parse_answer(changes["answer"])
         with self.lock:
             self.config.update(update)
             return copy.deepcopy(self.config)
+
+    def take_answer_fault(self):
+        """Consume one injected fault on a 200 answer, if any is pending."""
+        with self.lock:
+            fault = self.config["answer"]
+            if not fault:
+                return None
+            fault["remaining"] -= 1
+            if fault["remaining"] <= 0:
+                self.config["answer"] = None
+            return dict(fault)
 
     def take_failure(self):
         """Consume one injected failure, if any is pending."""
@@ -716,6 +731,10 @@ class Hub:
                             "Internal error in the emulator").response()
         resp.headers.append(("x-ms-request-id", str(uuid.uuid4())))
         resp.headers.append(("Content-Type", JSON_TYPE))
+        if resp.status == 200:
+            resp.fault = self.take_answer_fault()
+            if resp.fault:
+                record["answer_fault"] = resp.fault["mode"]
         record["status"] = resp.status
         self.append_record(record)
         return resp
@@ -832,6 +851,50 @@ def parse_fail(fail):
             "count": count, "remaining": count, "message": message}
 
 
+ANSWER_MODES = ("cut", "stall", "not_json", "etag", "chunked", "huge")
+
+
+def parse_answer(answer):
+    """Validate the "answer" part of /config: a fault on the next 200s."""
+    if answer is None:
+        return None
+    if not isinstance(answer, dict):
+        raise ValueError("answer must be an object or null")
+    unknown = set(answer) - {"mode", "etag", "count", "stall_ms"}
+    if unknown:
+        raise ValueError(f"unknown answer keys: {sorted(unknown)}")
+    if answer.get("mode") not in ANSWER_MODES:
+        raise ValueError(f"answer.mode must be one of {ANSWER_MODES}")
+    count = answer.get("count", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError("answer.count must be a positive integer")
+    etag = answer.get("etag", "")
+    if not isinstance(etag, str):
+        raise ValueError("answer.etag must be a string")
+    stall = answer.get("stall_ms", 3000)
+    if isinstance(stall, bool) or not isinstance(stall, int) \
+            or not 0 <= stall <= 60000:
+        raise ValueError("answer.stall_ms must be an integer 0..60000")
+    return {"mode": answer["mode"], "etag": etag, "remaining": count,
+            "stall_ms": stall}
+
+
+def faulty_body(fault, body):
+    """The body a faulty hub sends instead of the twin it applied."""
+    mode = fault["mode"]
+    if mode == "not_json":
+        return b"<html><body>Service temporarily unavailable</body></html>"
+    if mode == "huge":
+        return (b'{"deviceId":"pad","pad":"' + b"a" * (1024 * 1024 + 16)
+                + b'"}')
+    if mode == "etag":
+        doc = json.loads(body)
+        marker = b'"etag":' + json.dumps(doc["etag"]).encode()
+        raw = b'"etag":"' + fault["etag"].encode("latin-1") + b'"'
+        return body.replace(marker, raw, 1)
+    return body
+
+
 def injected_error(fail):
     headers = [("Retry-After", fail["retry_after"])] \
         if fail["retry_after"] else []
@@ -870,6 +933,8 @@ class QuietHandler(BaseHTTPRequestHandler):
             super().log_message(fmt, *args)
 
     def send(self, resp):
+        if resp.fault:
+            return self.send_faulty(resp)
         self.send_response(resp.status)
         for name, value in resp.headers:
             self.send_header(name, value)
@@ -881,6 +946,35 @@ class QuietHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(resp.body)
+        self.wfile.flush()
+
+
+    def send_faulty(self, resp):
+        """A 200 that goes wrong after its headers, or is not a twin."""
+        fault = resp.fault
+        body = faulty_body(fault, resp.body)
+        self.send_response(resp.status)
+        for name, value in resp.headers:
+            self.send_header(name, value)
+        if fault["mode"] == "chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(0, len(body), 100):
+                piece = body[i:i + 100]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+            return
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if fault["mode"] in ("cut", "stall"):
+            self.wfile.write(body[:len(body) // 2])
+            self.wfile.flush()
+            if fault["mode"] == "stall":
+                time.sleep(fault["stall_ms"] / 1000.0)
+            self.close_connection = True
+            return
+        self.wfile.write(body)
         self.wfile.flush()
 
 
