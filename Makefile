@@ -34,7 +34,8 @@ BENCHES     := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c)
 
 # what the build, the tests and the demo need, as Debian package names
 DEB_PACKAGES := nginx nginx-dev libjansson-dev libssl-dev gcc make perl \
-                openssl curl python3 clang libclang-rt-14-dev wrk
+                openssl curl python3 clang libclang-rt-14-dev wrk \
+                libio-socket-ssl-perl
 
 .PHONY: all build deps certs unit test run bench fuzz fuzz-run warnings clean \
         module-locked

@@ -234,14 +234,18 @@ http {
     uwsgi_temp_path $dir/uwsgi_temp;
     scgi_temp_path $dir/scgi_temp;
 
+%%UPSTREAM%%
+$http
+}
+EOF
+    # a configuration may bring its own upstream for the hub
+    my $upstream = $opts{no_upstream} ? '' : <<"EOF";
     upstream $HUB {
         server 127.0.0.1:%%HUB_PORT%%;
         keepalive 4;
     }
-
-$http
-}
 EOF
+    $text =~ s/%%UPSTREAM%%\n/$upstream/;
     return $self->expand($text);
 }
 
