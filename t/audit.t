@@ -151,6 +151,68 @@ is($count2, $count + 1, 'one record per request');
 is_deeply([ @$rec{qw(caller decision error)} ],
           [ '', 'unauthenticated', 'IotHubUnauthorizedAccess' ],
           'no identity: the record');
+is($rec->{reason}, 'no Authorization header',
+   'no identity: the reason is in the record');
+unlike($r->{body}, qr/Authorization header/,
+       'no identity: and not in the answer');
+
+# a token signed with the wrong key: the reason in the record only
+$r = $t->patch('/twins/dev1', { tags => {} }, 'Authorization' =>
+               IoTHubTwin::sas_token(sr => 'gateway.example.com',
+                                     skn => 'backend-a',
+                                     key => 'd3Jvbmcta2V5LXdyb25nLWtleS0wMTIzNDU2Nzg5'));
+is($r->{status}, 401, 'wrong key: 401');
+($rec) = record();
+like($rec->{reason}, qr/signature|key/i, 'wrong key: the reason in the record')
+    or diag explain $rec;
+unlike($r->{body}, qr/signature/i, 'wrong key: not in the answer');
+
+$t->finish;
+
+# who was throttled: a request limit_req refuses through error_page keeps
+# the caller, operation and twin known before the redirect
+
+$t = IoTHubTwin->new;
+$seen = 0;
+$t->secret($KEY);
+$t->write_file('callers.json', json_encode({ callers => {
+    'backend-a' => { keys => { primary => $KEY }, rules => [
+        { operations => ['update'], devices => ['dev1'],
+          tags => ['location.*'] } ] } } }));
+$t->start_nginx("    include %%ROOT%%/conf/audit.conf;\n"
+    . "    limit_req_zone \$iothub_twin_caller zone=per_caller:1m "
+    . "rate=1r/m;\n"
+    . IoTHubTwin::gateway(<<'EOF', server => <<'EOF2'));
+            iothub_twin_identity sas;
+            iothub_twin_sas_host gateway.example.com;
+            iothub_twin_callers %%DIR%%/callers.json;
+            limit_req zone=per_caller nodelay;
+            limit_req_status 429;
+EOF
+        access_log %%DIR%%/audit.log iothub_twin_audit;
+        error_page 429 /.iothub_twin/error;
+        location = /.iothub_twin/error {
+            internal;
+            iothub_twin_error auto;
+        }
+EOF2
+
+$r = send_patch('/twins/dev1', { tags => { location => { city => 'a' } } });
+is($r->{status}, 200, 'throttling: the first update passes');
+record();
+
+$r = send_patch('/twins/dev1/modules/mod1',
+                { tags => { location => { city => 'b' } } });
+IoTHubTwin::is_hub_error($r, 429, 'ThrottlingException', undef,
+                         'throttling: the hub\'s 429 shape');
+is($r->{headers}{'retry-after'}, '10', 'throttling: Retry-After');
+($rec) = record();
+is_deeply([ @$rec{qw(caller operation device_id module_id decision error
+                     status upstream_status)} ],
+          [ 'backend-a', 'update', 'dev1', 'mod1', 'throttled',
+            'ThrottlingException', '429', '' ],
+          'throttling: the record names who was throttled')
+    or diag explain $rec;
 
 $t->finish;
 
