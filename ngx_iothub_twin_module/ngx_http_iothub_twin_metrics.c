@@ -13,10 +13,10 @@
 
 
 #define NGX_HTTP_IOTHUB_TWIN_M_OPS        4
-#define NGX_HTTP_IOTHUB_TWIN_M_DECISIONS  6
+#define NGX_HTTP_IOTHUB_TWIN_M_DECISIONS  7
 #define NGX_HTTP_IOTHUB_TWIN_M_CLASSES    6
 #define NGX_HTTP_IOTHUB_TWIN_M_BUCKETS    12
-#define NGX_HTTP_IOTHUB_TWIN_M_CODES      12
+#define NGX_HTTP_IOTHUB_TWIN_M_CODES      17
 #define NGX_HTTP_IOTHUB_TWIN_M_RULES      21
 #define NGX_HTTP_IOTHUB_TWIN_M_SYNTAX     (NGX_HTTP_IOTHUB_TWIN_M_RULES - 1)
 
@@ -68,7 +68,8 @@ static const char  *ngx_http_iothub_twin_m_ops[] = {
 };
 
 static const char  *ngx_http_iothub_twin_m_decisions[] = {
-    "none", "allow", "deny", "report", "unauthenticated", "refused"
+    "none", "allow", "deny", "report", "unauthenticated", "throttled",
+    "refused"
 };
 
 static const char  *ngx_http_iothub_twin_m_classes[] = {
@@ -79,7 +80,8 @@ static const char  *ngx_http_iothub_twin_m_codes[] = {
     "other", "ArgumentInvalid", "IotHubFormatError", "MessageTooLarge",
     "UnsupportedMediaType", "PreconditionRequired", "PolicyDenied",
     "IotHubUnauthorizedAccess", "MethodNotAllowed", "NotFound",
-    "InternalServerError", "ThrottlingException"
+    "InternalServerError", "ThrottlingException", "BadGateway",
+    "ServiceUnavailable", "GatewayTimeout", "RequestTimeout", "ServerError"
 };
 
 /* what the validator's messages say, to a short rule name */
