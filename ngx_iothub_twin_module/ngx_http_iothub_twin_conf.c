@@ -103,6 +103,7 @@ ngx_http_iothub_twin_create_loc_conf(ngx_conf_t *cf)
     conf->read = NGX_CONF_UNSET;
     conf->require_if_match = NGX_CONF_UNSET;
     conf->max_body_size = NGX_CONF_UNSET_SIZE;
+    conf->audit_paths = NGX_CONF_UNSET_SIZE;
     conf->identity = NGX_CONF_UNSET_UINT;
     conf->mtls_cn = NGX_CONF_UNSET;
     conf->callers = NGX_CONF_UNSET_PTR;
@@ -139,6 +140,7 @@ ngx_http_iothub_twin_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
                               NGX_HTTP_IOTHUB_TWIN_MAX_BODY);
     ngx_conf_merge_size_value(conf->audit_values, prev->audit_values, 0);
+    ngx_conf_merge_size_value(conf->audit_paths, prev->audit_paths, 32);
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
@@ -948,7 +950,8 @@ ngx_http_iothub_twin_set_bounded(ngx_conf_t *cf, ngx_command_t *cmd,
             return "is duplicate";
         }
 
-        n = ngx_parse_size(&value[1]);
+        n = b->number ? ngx_atoof(value[1].data, value[1].len)
+                      : ngx_parse_size(&value[1]);
     }
 
     if (n == NGX_ERROR || n < b->min || n > b->max) {

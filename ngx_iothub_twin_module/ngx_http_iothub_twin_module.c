@@ -13,15 +13,25 @@
 
 #define NGX_HTTP_IOTHUB_TWIN_RESPONSE_MAX  (1024 * 1024)
 
+/* the bytes $iothub_twin_paths lists at most, besides its "+N more" */
+#define NGX_HTTP_IOTHUB_TWIN_PATHS_TEXT    4096
 
-/* the paths written, joined by spaces as the validator reports them */
+
+/*
+ * The paths written, joined by spaces as the validator reports them: the
+ * first "max" of them, in at most NGX_HTTP_IOTHUB_TWIN_PATHS_TEXT bytes,
+ * and how many more; only when a log format or directive uses them.
+ */
 
 typedef struct {
     ngx_http_request_t          *request;
     ngx_http_iothub_twin_ctx_t  *ctx;
     u_char                      *data;
     size_t                       len;
-    size_t                       cap;
+    ngx_uint_t                   listed;
+    ngx_uint_t                   more;
+    ngx_uint_t                   max;
+    unsigned                     used:1;
 } ngx_http_iothub_twin_paths_t;
 
 
@@ -105,13 +115,16 @@ static ngx_int_t ngx_http_iothub_twin_init(ngx_conf_t *cf);
 
 
 static ngx_http_iothub_twin_bounds_t  ngx_http_iothub_twin_lifetime_bounds =
-    { 1, 10, 365 * 86400, "a time from 10s to 365d" };
+    { 1, 10, 365 * 86400, "a time from 10s to 365d", 0 };
 
 static ngx_http_iothub_twin_bounds_t  ngx_http_iothub_twin_skew_bounds =
-    { 1, 0, 3600, "a time from 0s to 1h" };
+    { 1, 0, 3600, "a time from 0s to 1h", 0 };
 
 static ngx_http_iothub_twin_bounds_t  ngx_http_iothub_twin_body_bounds =
-    { 0, 2, 16 * 1024 * 1024, "a size from 2 to 16m" };
+    { 0, 2, 16 * 1024 * 1024, "a size from 2 to 16m", 0 };
+
+static ngx_http_iothub_twin_bounds_t  ngx_http_iothub_twin_paths_bounds =
+    { 0, 0, 1000, "a number from 0 to 1000", 1 };
 
 
 static ngx_conf_enum_t  ngx_http_iothub_twin_key_slots[] = {
@@ -241,6 +254,13 @@ static ngx_command_t  ngx_http_iothub_twin_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
+
+    { ngx_string("iothub_twin_audit_paths"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_iothub_twin_set_bounded,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_iothub_twin_loc_conf_t, audit_paths),
+      &ngx_http_iothub_twin_paths_bounds },
 
     { ngx_string("iothub_twin_max_body_size"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -1050,10 +1070,11 @@ static ngx_int_t
 ngx_http_iothub_twin_body(ngx_http_request_t *r,
     ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx)
 {
-    u_char                        *body;
-    size_t                         len, max;
-    ngx_http_iothub_twin_patch_t  *p;
-    ngx_http_iothub_twin_paths_t   paths;
+    u_char                            *body;
+    size_t                             len, max;
+    ngx_http_iothub_twin_patch_t      *p;
+    ngx_http_iothub_twin_paths_t       paths;
+    ngx_http_iothub_twin_main_conf_t  *imcf;
 
     ctx->state = NGX_HTTP_IOTHUB_TWIN_DONE;
 
@@ -1085,15 +1106,20 @@ ngx_http_iothub_twin_body(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    imcf = ngx_http_get_module_main_conf(r, ngx_http_iothub_twin_module);
+
     ngx_memzero(&paths, sizeof(ngx_http_iothub_twin_paths_t));
     paths.request = r;
     paths.ctx = ctx;
+    paths.used = imcf->paths_used && itlcf->audit_paths;
+    paths.max = itlcf->audit_paths;
 
     ngx_http_iothub_twin_patch_default_limits(&p->limits);
     p->device_id = (const char *) ctx->target->device;
     p->module_id = ctx->target->has_module
                    ? (const char *) ctx->target->module : NULL;
-    p->path_handler = ngx_http_iothub_twin_path;
+    p->path_handler = (paths.used || ctx->policy)
+                      ? ngx_http_iothub_twin_path : NULL;
     p->path_data = &paths;
 
     /* a caller cannot aim colliding keys at a seed it does not know */
@@ -1116,6 +1142,12 @@ ngx_http_iothub_twin_body(ngx_http_request_t *r,
         ctx->rule = ngx_http_iothub_twin_metrics_rule(p->error, 0);
         return ngx_http_iothub_twin_refuse(r, NGX_HTTP_BAD_REQUEST,
                                            "ArgumentInvalid", "%s", p->error);
+    }
+
+    if (paths.more) {
+        paths.len += ngx_sprintf(paths.data + paths.len, " (+%ui more)",
+                                 paths.more)
+                     - (paths.data + paths.len);
     }
 
     ctx->paths.data = paths.data;
@@ -1213,8 +1245,9 @@ ngx_http_iothub_twin_body_bytes(ngx_http_request_t *r, size_t *len)
 
 
 /*
- * Keys never hold a space, so the paths are joined by spaces; the buffer
- * grows by doubling, not an allocation per path.
+ * Each written path is checked against the caller's policy; the first
+ * ones are listed for the audit record.  Keys never hold a space, so the
+ * paths are joined by spaces, in one buffer of bounded size.
  */
 
 static int
@@ -1223,24 +1256,32 @@ ngx_http_iothub_twin_path(void *data, const unsigned char *path, size_t len,
 {
     ngx_http_iothub_twin_paths_t *paths = data;
 
-    u_char  *p;
-    size_t   need;
+    if (paths->ctx->policy
+        && ngx_http_iothub_twin_policy_path(paths->ctx->policy, path, len,
+                                            is_delete)
+           != 0)
+    {
+        paths->ctx->refused_path = 1;
+    }
 
-    need = paths->len + 1 + len;
+    if (!paths->used) {
+        return 0;
+    }
 
-    if (need > paths->cap) {
-        paths->cap = ngx_max(need, ngx_max(2 * paths->cap, 256));
+    if (paths->listed == paths->max
+        || paths->len + 1 + len > NGX_HTTP_IOTHUB_TWIN_PATHS_TEXT)
+    {
+        paths->more++;
+        return 0;
+    }
 
-        p = ngx_pnalloc(paths->request->pool, paths->cap);
-        if (p == NULL) {
+    if (paths->data == NULL) {
+        paths->data = ngx_pnalloc(paths->request->pool,
+                                  NGX_HTTP_IOTHUB_TWIN_PATHS_TEXT
+                                  + sizeof(" (+ more)") + NGX_INT_T_LEN);
+        if (paths->data == NULL) {
             return -1;
         }
-
-        if (paths->len) {
-            ngx_memcpy(p, paths->data, paths->len);
-        }
-
-        paths->data = p;
     }
 
     if (paths->len) {
@@ -1249,14 +1290,7 @@ ngx_http_iothub_twin_path(void *data, const unsigned char *path, size_t len,
 
     ngx_memcpy(paths->data + paths->len, path, len);
     paths->len += len;
-
-    if (paths->ctx->policy
-        && ngx_http_iothub_twin_policy_path(paths->ctx->policy, path, len,
-                                            is_delete)
-           != 0)
-    {
-        paths->ctx->refused_path = 1;
-    }
+    paths->listed++;
 
     return 0;
 }
@@ -2099,8 +2133,11 @@ ngx_http_iothub_twin_add_variables(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_iothub_twin_init(ngx_conf_t *cf)
 {
-    ngx_http_handler_pt        *h;
-    ngx_http_core_main_conf_t  *cmcf;
+    ngx_uint_t                         i;
+    ngx_http_variable_t               *v;
+    ngx_http_handler_pt               *h;
+    ngx_http_core_main_conf_t         *cmcf;
+    ngx_http_iothub_twin_main_conf_t  *imcf;
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
@@ -2129,6 +2166,22 @@ ngx_http_iothub_twin_init(ngx_conf_t *cf)
 
     ngx_http_next_body_filter = ngx_http_top_body_filter;
     ngx_http_top_body_filter = ngx_http_iothub_twin_body_filter;
+
+    /* the paths are listed only if something will show them */
+
+    imcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_iothub_twin_module);
+
+    v = cmcf->variables.elts;
+
+    for (i = 0; i < cmcf->variables.nelts; i++) {
+        if (v[i].name.len == sizeof("iothub_twin_paths") - 1
+            && ngx_strncmp(v[i].name.data, "iothub_twin_paths",
+                           sizeof("iothub_twin_paths") - 1)
+               == 0)
+        {
+            imcf->paths_used = 1;
+        }
+    }
 
     return NGX_OK;
 }

@@ -67,6 +67,7 @@ typedef struct {
     off_t                            min;
     off_t                            max;
     const char                      *expected;
+    unsigned                         number:1;
 } ngx_http_iothub_twin_bounds_t;
 
 
@@ -97,6 +98,9 @@ typedef struct {
 
 typedef struct {
     ngx_int_t                        request_id_index;
+
+    /* some log format or directive uses $iothub_twin_paths */
+    ngx_flag_t                       paths_used;
     ngx_shm_zone_t                  *metrics;
     ngx_array_t                      signers;   /* signer pointers */
 } ngx_http_iothub_twin_main_conf_t;
@@ -132,8 +136,9 @@ typedef struct {
     ngx_str_t                        error_text;
     ngx_str_t                        error_retry_after;
 
-    /* iothub_twin_audit_values */
+    /* iothub_twin_audit_values, iothub_twin_audit_paths */
     size_t                           audit_values;
+    size_t                           audit_paths;
 } ngx_http_iothub_twin_loc_conf_t;
 
 

@@ -216,6 +216,29 @@ is_deeply([ @$rec{qw(caller operation device_id module_id decision error
 
 $t->finish;
 
+# the paths written: the first ones listed, then how many more, so that a
+# patch of thousands of leaves does not write a line of tens of KB
+
+$t = IoTHubTwin->new;
+$seen = 0;
+$t->start_nginx("    include %%ROOT%%/conf/audit.conf;\n"
+                . IoTHubTwin::gateway("            iothub_twin_audit_paths 3;\n",
+                                      server => "        access_log %%DIR%%/audit.log iothub_twin_audit;\n"));
+$r = $t->patch('/twins/dev1', { tags => { map { ("k$_" => $_) } 1 .. 50 } });
+is($r->{status}, 200, 'many paths: 200');
+($rec) = record();
+my @listed = split / /, $rec->{paths};
+is(scalar(grep { /^tags\.k\d+$/ } @listed), 3, 'many paths: three listed');
+like($rec->{paths}, qr/ \(\+47 more\)$/, 'many paths: and how many more');
+
+my ($rc, $out) = $t->nginx_test(IoTHubTwin::gateway(
+    "            iothub_twin_audit_paths 5000;\n"));
+isnt($rc, 0, 'iothub_twin_audit_paths 5000: nginx -t fails');
+like($out, qr/invalid value "5000" in "iothub_twin_audit_paths"/,
+     'iothub_twin_audit_paths 5000: the message names the value');
+
+$t->finish;
+
 # values only when asked, capped
 
 $t = IoTHubTwin->new;
