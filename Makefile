@@ -5,6 +5,8 @@
 #   make test    install what is missing, build, run every test
 #   make bench   the benchmarks (ratios measured side by side in one run)
 #   make fuzz    build the fuzzers; make fuzz-run runs them for a while
+#   make deb     the Debian package, in build/deb; make test-deb installs it,
+#                runs it, and purges it again
 
 SHELL       := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -38,7 +40,7 @@ DEB_PACKAGES := nginx nginx-dev libjansson-dev libssl-dev gcc make perl \
                 libio-socket-ssl-perl
 
 .PHONY: all build deps certs unit test run bench fuzz fuzz-run warnings clean \
-        module-locked
+        module-locked deb deb-deps test-deb
 
 all: build
 
@@ -169,6 +171,51 @@ test: deps build certs unit fuzz
 
 run: deps build certs
 	./emulator/run-demo.sh
+
+# ---------------------------------------------------------------- Debian
+
+# what "make deb" needs, as Debian package names
+DEB_BUILD_DEPS := debhelper dpkg-dev fakeroot lintian nginx-dev \
+                  libjansson-dev libssl-dev gcc make
+DEB_NAME       := libnginx-mod-http-iothub-twin
+DEB_VERSION     = $(shell dpkg-parsechangelog -l debian/changelog -S Version)
+DEB_DIR        := $(BUILD)/deb
+
+deb-deps:
+	@missing=""; \
+	for p in $(DEB_BUILD_DEPS); do \
+	    dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null \
+	        | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	    $$sudo apt-get update -qq; \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
+	        -o DPkg::Lock::Timeout=300 --no-install-recommends $$missing; \
+	fi
+
+# dpkg-buildpackage writes its results beside the source folder, so the
+# source is copied into build/deb first: everything lands in build/deb
+deb: deb-deps
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)/$(DEB_NAME)-$(DEB_VERSION)
+	tar -C $(CURDIR) --exclude=./build --exclude=./.git \
+	    --exclude=./t/node/node_modules -cf - . \
+	    | tar -C $(DEB_DIR)/$(DEB_NAME)-$(DEB_VERSION) -xf -
+	cd $(DEB_DIR)/$(DEB_NAME)-$(DEB_VERSION) \
+	    && dpkg-buildpackage -b -us -uc > $(DEB_DIR)/build.log 2>&1 \
+	    || { tail -n 40 $(DEB_DIR)/build.log; exit 1; }
+	lintian --fail-on error --display-info \
+	    $(DEB_DIR)/$(DEB_NAME)_$(DEB_VERSION)_*.changes \
+	    | tee $(DEB_DIR)/lintian.log
+	@ls -l $(DEB_DIR)/*.deb
+
+# installs the package on this machine, runs nginx from the installed files
+# in front of the hub emulator, and purges it (also when a step fails)
+test-deb: deb certs
+	IOTHUB_TWIN_TEST_DEB=$$(ls $(DEB_DIR)/$(DEB_NAME)_$(DEB_VERSION)_*.deb) \
+	    prove -v t/package.t
 
 clean:
 	rm -rf $(BUILD)

@@ -587,6 +587,7 @@ class Hub:
 
     def __init__(self, hub_host, policies, seed, etag_header, log_path=None):
         self.hub_host = hub_host
+        self.base_policies = policies
         self.policies = policies
         self.seed = seed
         self.default_etag_header = etag_header
@@ -601,8 +602,10 @@ class Hub:
         with self.lock:
             self.devices = build_store(self.seed)
             self.requests = []
+            self.policies = self.base_policies
             self.config = {"etag_header": self.default_etag_header,
-                           "fail": None, "delay_ms": 0, "answer": None}
+                           "fail": None, "delay_ms": 0, "answer": None,
+                           "keys": {}}
 
     def close(self):
         if self.log_file:
@@ -648,7 +651,7 @@ class Hub:
         if not isinstance(changes, dict):
             raise ValueError("config must be a JSON object")
         unknown = set(changes) - {"etag_header", "fail", "delay_ms",
-                                  "answer"}
+                                  "answer", "keys"}
         if unknown:
             raise ValueError(f"unknown config keys: {sorted(unknown)}")
         update = {}
@@ -666,7 +669,15 @@ class Hub:
             update["fail"] = parse_fail(changes["fail"])
         if "answer" in changes:
             update["answer"] = parse_answer(changes["answer"])
+        policies = None
+        if "keys" in changes:
+            policies = rekey_policies(self.policies, changes["keys"])
         with self.lock:
+            if policies is not None:
+                self.policies = policies
+                self.config["keys"] = dict(self.config["keys"], **{
+                    name: len(policies[name].keys)
+                    for name in changes["keys"]})
             self.config.update(update)
             return copy.deepcopy(self.config)
 
@@ -818,6 +829,27 @@ def check_limits(tags, desired):
     if doc_size(desired) > DESIRED_MAX_BYTES:
         raise bad_argument(
             "Twin desired properties exceed the size limit of 32768 bytes")
+
+
+def rekey_policies(policies, keys):
+    """The policies with new keys, from the "keys" part of /config: the
+    keys a policy now accepts (a regenerated or removed key is refused
+    from then on).  The keys themselves are never shown back."""
+    if not isinstance(keys, dict):
+        raise ValueError("keys must be an object of policy names")
+    result = dict(policies)
+    for name, values in keys.items():
+        if name not in policies:
+            raise ValueError(f"keys: no policy {name!r}")
+        if not isinstance(values, list) or not 1 <= len(values) <= 2 \
+                or not all(isinstance(v, str) for v in values):
+            raise ValueError(f"keys.{name} must be a list of 1 or 2 keys")
+        try:
+            decoded = [base64.b64decode(v, validate=True) for v in values]
+        except ValueError:
+            raise ValueError(f"keys.{name}: a key is not base64") from None
+        result[name] = Policy(name, decoded, policies[name].rights)
+    return result
 
 
 def parse_fail(fail):

@@ -523,6 +523,25 @@ class Control(Base):
         self.assert_error(r, 503, "ServiceUnavailable")
         self.assertIsNone(r.header("Retry-After"))
 
+    def test_rekey(self):
+        new = base64.b64encode(b"a regenerated primary key").decode()
+        r = self.control("POST", "/config",
+                         {"keys": {"service": [new, SERVICE_KEY2]}})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json["keys"], {"service": 2})
+        self.assertNotIn(new, json.dumps(self.control("GET", "/state").json))
+        self.expect_status(mint(key=SERVICE_KEY), 401)
+        self.expect_status(mint(key=new), 200)
+        self.expect_status(mint(key=SERVICE_KEY2), 200)
+        self.expect_status(mint(policy="iothubowner", key=OWNER_KEY), 200)
+        for bad in ({"nope": [new]}, {"service": []}, {"service": ["%%"]},
+                    {"service": [new, new, new]}, ["service"]):
+            self.assertEqual(self.control("POST", "/config",
+                                          {"keys": bad}).status, 400)
+        self.control("POST", "/reset")
+        self.expect_status(mint(key=SERVICE_KEY), 200)
+        self.expect_status(mint(key=new), 401)
+
     def expect_status(self, auth, status):
         self.assertEqual(self.call("GET", self.twin(), auth=auth).status,
                          status)
