@@ -301,6 +301,17 @@ ngx_http_iothub_twin_error_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_iothub_twin_get_ctx(r);
 
+    /* refused before any gateway location: the error is still counted */
+
+    if (ctx == NULL && r == r->main) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_iothub_twin_ctx_t));
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_iothub_twin_module);
+    }
+
     if (ctx) {
         ctx->error = *code;
 
