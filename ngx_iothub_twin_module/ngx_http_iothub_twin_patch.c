@@ -622,8 +622,9 @@ ngx_http_iothub_twin_patch_open(ngx_http_iothub_twin_patch_state_t *st,
             break;
         }
 
+        /* the hub counts the section object as level 0 */
         kind = NGX_HTTP_IOTHUB_TWIN_PATCH_C_SECTION;
-        level = 1;
+        level = 0;
 
         st->size = 0;
 

@@ -22,7 +22,10 @@
  *     max_key_len, or holding C0/C1 controls, DEL, '.', '$' or space;
  *     strings longer than max_string_len; integers outside
  *     [-2^52, 2^52 - 1]; null inside arrays; more than max_depth levels of
- *     objects; a section larger than its limit, counted like the hub: key
+ *     objects below the section, counted like the hub (the section object
+ *     is level 0, an object value of one of its keys level 1, an object
+ *     inside an array one level more than the array's owner);
+ *     a section larger than its limit, counted like the hub: key
  *     bytes + string bytes + 8 per number + 4 per boolean + 0 per null;
  *   - the path callback refusing a path.
  *
@@ -52,13 +55,14 @@
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_NESTING   64
 
 /*
- * The path buffer: "properties.desired" and 10 keys of 1024 bytes, each
- * after a dot.  Limits raised beyond the hub's may produce paths that do
- * not fit: such patches are INVALID ("path too long").
+ * The path buffer: "properties.desired" and 11 keys of 1024 bytes, each
+ * after a dot (the keys of the section object and of 10 levels of objects
+ * below it).  Limits raised beyond the hub's may produce paths that do not
+ * fit: such patches are INVALID ("path too long").
  */
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_PATH                                   \
     (sizeof("properties.desired") - 1                                         \
-     + NGX_HTTP_IOTHUB_TWIN_PATCH_DEPTH                                       \
+     + (NGX_HTTP_IOTHUB_TWIN_PATCH_DEPTH + 1)                                 \
        * (1 + NGX_HTTP_IOTHUB_TWIN_PATCH_KEY_LEN))
 
 /*
@@ -74,7 +78,7 @@
 typedef struct {
     size_t    max_key_len;       /* 1024 bytes after decoding */
     size_t    max_string_len;    /* 4096 bytes UTF-8 after decoding */
-    unsigned  max_depth;         /* 10 levels of objects under tags / desired */
+    unsigned  max_depth;         /* 10 levels of objects below the section */
     size_t    max_tags_size;     /* 8192 */
     size_t    max_desired_size;  /* 32768 */
 } ngx_http_iothub_twin_patch_limits_t;

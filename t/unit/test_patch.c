@@ -340,12 +340,12 @@ static const test_patch_case_t  test_patch_cases[] = {
 
     { "object in array counts a level",
       "{\"tags\":{\"l1\":{\"l2\":{\"l3\":{\"l4\":{\"l5\":{\"l6\":{\"l7\":"
-      "{\"l8\":{\"l9\":[{\"l10\":{}}]}}}}}}}}}}", 0, INV, NULL,
-      "more than 10 levels", 0 },
+      "{\"l8\":{\"l9\":{\"l10\":[{\"l11\":{}}]}}}}}}}}}}}", 0, INV, NULL,
+      "l9.l10.l11: more than 10 levels", 0 },
     { "object in array at level 10",
       "{\"tags\":{\"l1\":{\"l2\":{\"l3\":{\"l4\":{\"l5\":{\"l6\":{\"l7\":"
-      "{\"l8\":{\"l9\":[{\"l10\":1}]}}}}}}}}}}", 0, OK,
-      "tags.l1.l2.l3.l4.l5.l6.l7.l8.l9", NULL, 0 },
+      "{\"l8\":{\"l9\":{\"l10\":[{\"l11\":1}]}}}}}}}}}}}", 0, OK,
+      "tags.l1.l2.l3.l4.l5.l6.l7.l8.l9.l10", NULL, 0 },
     { "arrays do not count",
       "{\"tags\":{\"a\":[[[[[[[[[[[[1]]]]]]]]]]]]}}", 0, OK, "tags.a", NULL,
       0 },
@@ -761,33 +761,85 @@ test_patch_generate(void)
         test_patch_repeat("{\"etag\":\"", "x", 100000, "\"}"),
         OK, "", NULL, 0);
 
-    /* depth: 10 levels of objects, the section object is level 1 */
+    /*
+     * depth: 10 levels of objects below the section, counted as the hub
+     * counts them: the section object is level 0, the object value of one
+     * of its keys level 1; the hub's own example is valid, one more level
+     * is not, in tags and in desired, in device and in module twins
+     */
+
+    test_patch_add("hub example in tags, module twin",
+        "{\"tags\":{\"one\":{\"two\":{\"three\":{\"four\":{\"five\":"
+        "{\"six\":{\"seven\":{\"eight\":{\"nine\":{\"ten\":"
+        "{\"property\":\"value\"}}}}}}}}}}}}",
+        OK, "tags.one.two.three.four.five.six.seven.eight.nine.ten.property",
+        NULL, 0);
+    test_patch_add("hub example in tags, device twin",
+        "{\"tags\":{\"one\":{\"two\":{\"three\":{\"four\":{\"five\":"
+        "{\"six\":{\"seven\":{\"eight\":{\"nine\":{\"ten\":"
+        "{\"property\":\"value\"}}}}}}}}}}}}",
+        OK, "tags.one.two.three.four.five.six.seven.eight.nine.ten.property",
+        NULL, DEVICE_TWIN);
+    test_patch_add("hub example plus one in tags, module twin",
+        "{\"tags\":{\"one\":{\"two\":{\"three\":{\"four\":{\"five\":"
+        "{\"six\":{\"seven\":{\"eight\":{\"nine\":{\"ten\":"
+        "{\"eleven\":{\"property\":\"value\"}}}}}}}}}}}}}",
+        INV, NULL, "tags.one.two....en.eight.nine.ten.eleven: "
+        "more than 10 levels", 0);
+    test_patch_add("hub example plus one in tags, device twin",
+        "{\"tags\":{\"one\":{\"two\":{\"three\":{\"four\":{\"five\":"
+        "{\"six\":{\"seven\":{\"eight\":{\"nine\":{\"ten\":"
+        "{\"eleven\":{\"property\":\"value\"}}}}}}}}}}}}}",
+        INV, NULL, "more than 10 levels", DEVICE_TWIN);
+    test_patch_add("hub example in desired, module twin",
+        "{\"properties\":{\"desired\":{\"one\":{\"two\":{\"three\":"
+        "{\"four\":{\"five\":{\"six\":{\"seven\":{\"eight\":{\"nine\":"
+        "{\"ten\":{\"property\":\"value\"}}}}}}}}}}}}}",
+        OK, "properties.desired.one.two.three.four.five.six.seven.eight.nine"
+        ".ten.property", NULL, 0);
+    test_patch_add("hub example in desired, device twin",
+        "{\"properties\":{\"desired\":{\"one\":{\"two\":{\"three\":"
+        "{\"four\":{\"five\":{\"six\":{\"seven\":{\"eight\":{\"nine\":"
+        "{\"ten\":{\"property\":\"value\"}}}}}}}}}}}}}",
+        OK, "properties.desired.one.two.three.four.five.six.seven.eight.nine"
+        ".ten.property", NULL, DEVICE_TWIN);
+    test_patch_add("hub example plus one in desired, module twin",
+        "{\"properties\":{\"desired\":{\"one\":{\"two\":{\"three\":"
+        "{\"four\":{\"five\":{\"six\":{\"seven\":{\"eight\":{\"nine\":"
+        "{\"ten\":{\"eleven\":{\"property\":\"value\"}}}}}}}}}}}}}}",
+        INV, NULL, "properties.desired.one.two....en.eight.nine.ten."
+        "eleven: more than 10 levels", 0);
+    test_patch_add("hub example plus one in desired, device twin",
+        "{\"properties\":{\"desired\":{\"one\":{\"two\":{\"three\":"
+        "{\"four\":{\"five\":{\"six\":{\"seven\":{\"eight\":{\"nine\":"
+        "{\"ten\":{\"eleven\":{\"property\":\"value\"}}}}}}}}}}}}}}",
+        INV, NULL, "more than 10 levels", DEVICE_TWIN);
 
     test_patch_add("depth 10 in tags",
-        test_patch_nest("{\"tags\":", 9, "{\"k\":", "{\"k\":1}", "}", "}"),
-        OK, "tags.k.k.k.k.k.k.k.k.k.k", NULL, 0);
-    test_patch_add("depth 11 in tags",
         test_patch_nest("{\"tags\":", 10, "{\"k\":", "{\"k\":1}", "}", "}"),
-        INV, NULL, "tags.k.k.k.k.k.k.k.k.k.k: more than 10 levels", 0);
+        OK, "tags.k.k.k.k.k.k.k.k.k.k.k", NULL, 0);
+    test_patch_add("depth 11 in tags",
+        test_patch_nest("{\"tags\":", 11, "{\"k\":", "{\"k\":1}", "}", "}"),
+        INV, NULL, "tags.k.k.k.k.k.k.k.k.k.k.k: more than 10 levels", 0);
     test_patch_add("depth 10 empty object leaf",
-        test_patch_nest("{\"tags\":", 9, "{\"k\":", "{}", "}", "}"),
-        OK, "tags.k.k.k.k.k.k.k.k.k", NULL, 0);
-    test_patch_add("depth 11 empty object",
         test_patch_nest("{\"tags\":", 10, "{\"k\":", "{}", "}", "}"),
+        OK, "tags.k.k.k.k.k.k.k.k.k.k", NULL, 0);
+    test_patch_add("depth 11 empty object",
+        test_patch_nest("{\"tags\":", 11, "{\"k\":", "{}", "}", "}"),
         INV, NULL, "more than 10 levels", 0);
     test_patch_add("depth 10 in desired",
-        test_patch_nest("{\"properties\":{\"desired\":", 9, "{\"k\":",
-                        "{\"k\":null}", "}", "}}"),
-        OK, "!properties.desired.k.k.k.k.k.k.k.k.k.k", NULL, 0);
-    test_patch_add("depth 11 in desired",
         test_patch_nest("{\"properties\":{\"desired\":", 10, "{\"k\":",
+                        "{\"k\":null}", "}", "}}"),
+        OK, "!properties.desired.k.k.k.k.k.k.k.k.k.k.k", NULL, 0);
+    test_patch_add("depth 11 in desired",
+        test_patch_nest("{\"properties\":{\"desired\":", 11, "{\"k\":",
                         "{\"k\":null}", "}", "}}"),
         INV, NULL, "more than 10 levels", 0);
     test_patch_add("depth 10 through arrays",
-        test_patch_nest("{\"tags\":", 9, "{\"k\":[", "{\"k\":1}", "]}", "}"),
+        test_patch_nest("{\"tags\":", 10, "{\"k\":[", "{\"k\":1}", "]}", "}"),
         OK, "tags.k", NULL, 0);
     test_patch_add("depth 11 through arrays",
-        test_patch_nest("{\"tags\":", 10, "{\"k\":[", "{\"k\":1}", "]}", "}"),
+        test_patch_nest("{\"tags\":", 11, "{\"k\":[", "{\"k\":1}", "]}", "}"),
         INV, NULL, "more than 10 levels", 0);
     test_patch_add("read-only depth 30",
         test_patch_nest("{\"configurations\":", 30, "{\"k\":", "1", "}", "}"),
@@ -1798,9 +1850,12 @@ test_patch_misc_raised_limits(void)
     key = test_patch_repeat("{\"", "k", 1024, "\":");
     ok = 1;
 
-    /* 18 + 10 * 1025 bytes fill the buffer exactly; one more key fails */
+    /*
+     * 18 + 11 * 1025 bytes hold 10 keys and ".a"; 11 keys and ".a" do
+     * not fit
+     */
 
-    in = test_patch_nest("{\"properties\":{\"desired\":", 10, key,
+    in = test_patch_nest("{\"properties\":{\"desired\":", 11, key,
                          "{\"a\":1}", "}", "}}");
 
     memset(&p, 0, sizeof(p));
@@ -1818,7 +1873,7 @@ test_patch_misc_raised_limits(void)
         ok = 0;
     }
 
-    in = test_patch_nest("{\"properties\":{\"desired\":", 9, key,
+    in = test_patch_nest("{\"properties\":{\"desired\":", 10, key,
                          "{\"a\":1}", "}", "}}");
 
     rc = ngx_http_iothub_twin_patch_validate(&p, (unsigned char *) in,
