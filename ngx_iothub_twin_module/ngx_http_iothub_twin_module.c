@@ -499,15 +499,12 @@ ngx_http_iothub_twin_target(ngx_http_request_t *r,
                                            "/twins/{deviceId}/modules/"
                                            "{moduleId}");
 
-    case NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_PATH:
+    case NGX_HTTP_IOTHUB_TWIN_TARGET_FRAGMENT:
         return ngx_http_iothub_twin_refuse(r, NGX_HTTP_BAD_REQUEST,
                                            "ArgumentInvalid",
-                                           "the path must be "
-                                           "/twins/{deviceId} or "
-                                           "/twins/{deviceId}/modules/"
-                                           "{moduleId}, with '/' in an ID "
-                                           "encoded as %%2F (which IDs may "
-                                           "not contain)");
+                                           "the request target holds a "
+                                           "fragment ('#'): '#' in an ID "
+                                           "is sent as %%23");
 
     default: /* NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_ID */
         if (t->id_rc == NGX_HTTP_IOTHUB_TWIN_ID_BAD_CHAR
