@@ -1008,7 +1008,7 @@ ngx_http_iothub_twin_body(ngx_http_request_t *r,
         break;
 
     case NGX_HTTP_IOTHUB_TWIN_PATCH_SYNTAX:
-        ctx->rule = ngx_http_iothub_twin_metrics_rule(p->error, 1);
+        ctx->rule = p->rule;
         return ngx_http_iothub_twin_refuse(r, NGX_HTTP_BAD_REQUEST,
                                            "IotHubFormatError",
                                            "the body is not valid JSON: %s "
@@ -1016,7 +1016,7 @@ ngx_http_iothub_twin_body(ngx_http_request_t *r,
                                            p->error, p->error_offset);
 
     default: /* NGX_HTTP_IOTHUB_TWIN_PATCH_INVALID */
-        ctx->rule = ngx_http_iothub_twin_metrics_rule(p->error, 0);
+        ctx->rule = p->rule;
         return ngx_http_iothub_twin_refuse(r, NGX_HTTP_BAD_REQUEST,
                                            "ArgumentInvalid", "%s", p->error);
     }

@@ -131,6 +131,44 @@ typedef enum {
 } ngx_http_iothub_twin_patch_reason_e;
 
 
+/*
+ * Which rule a refusal broke, for counters and tests; the short names
+ * ("key_dollar", "depth", "syntax", ...) are given by
+ * ngx_http_iothub_twin_patch_rule_name().  RULE_NONE ("other") is both
+ * "no refusal" and the refusals without a class of their own: nesting
+ * beyond 64, a path over the path buffer, "properties" other than desired,
+ * an ID field that is not a string, the path callback, a patch over 4 GB.
+ */
+typedef enum {
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_NONE = 0,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_KEY_DOLLAR,     /* '$' in a key */
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_KEY_DOT,        /* '.' in a key */
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_KEY_SPACE,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_KEY_CONTROL,    /* C0, DEL, C1 */
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_KEY_EMPTY,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_KEY_LENGTH,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_HUB_MAINTAINED, /* $metadata, $version */
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_STRING_LENGTH,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_INTEGER_RANGE,  /* outside +-2^52 */
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_NUMBER_RANGE,   /* not a finite double */
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_NULL_IN_ARRAY,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_DEPTH,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_SIZE,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_REPORTED,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_UNKNOWN_FIELD,  /* at the top level */
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_ID_MISMATCH,    /* deviceId, moduleId */
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_DUPLICATE_KEY,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_NUL,            /* \u0000 */
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_NOT_OBJECT,     /* patch, tags, ... */
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_SYNTAX,         /* rc SYNTAX */
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULES                /* the number of codes */
+} ngx_http_iothub_twin_patch_rule_e;
+
+
+const char *ngx_http_iothub_twin_patch_rule_name(
+    ngx_http_iothub_twin_patch_rule_e rule);
+
+
 /* called once per written path, in document order; path is e.g.
  * "tags.location.city" or "properties.desired.telemetry.interval", not
  * NUL-terminated, valid only during the call; is_delete is 1 for a null
@@ -167,6 +205,7 @@ typedef struct {
     unsigned                             npaths;
     size_t                               error_offset;  /* byte offset */
     ngx_http_iothub_twin_patch_reason_e  reason;
+    ngx_http_iothub_twin_patch_rule_e    rule;
     char                                 error[320];    /* NUL-terminated */
 } ngx_http_iothub_twin_patch_t;
 

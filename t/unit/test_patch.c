@@ -603,6 +603,7 @@ static void test_patch_misc_exhausted(void);
 static void test_patch_misc_many_objects(void);
 static void test_patch_misc_size_on_error(void);
 static void test_patch_misc_raised_limits(void);
+static void test_patch_misc_rules(void);
 
 static const test_patch_misc_pt  test_patch_misc[] = {
     test_patch_misc_limits,
@@ -620,6 +621,7 @@ static const test_patch_misc_pt  test_patch_misc[] = {
     test_patch_misc_many_objects,
     test_patch_misc_size_on_error,
     test_patch_misc_raised_limits,
+    test_patch_misc_rules,
 };
 
 
@@ -1896,4 +1898,145 @@ test_patch_misc_raised_limits(void)
     }
 
     test_patch_ok(ok, "raised limits, path buffer bound");
+}
+
+
+/* every refusal class sets its rule code, and each code has its name */
+
+static void
+test_patch_misc_rules(void)
+{
+    int                            ok, rc;
+    size_t                         i;
+    const char                    *name;
+    ngx_http_iothub_twin_patch_t   p;
+
+#define R(r)  NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_##r
+
+    static const struct {
+        const char                          *input;
+        unsigned                             flags;
+        ngx_http_iothub_twin_patch_rule_e    rule;
+        const char                          *name;
+    } cases[] = {
+        { "{\"tags\":{\"a\":1}}", 0, R(NONE), "other" },
+        { "{\"tags\":{\"a$\":1}}", 0, R(KEY_DOLLAR), "key_dollar" },
+        { "{\"tags\":{\"\\u0024a\":1}}", 0, R(KEY_DOLLAR), "key_dollar" },
+        { "{\"tags\":{\"a.b\":1}}", 0, R(KEY_DOT), "key_dot" },
+        { "{\"tags\":{\"a b\":1}}", 0, R(KEY_SPACE), "key_space" },
+        { "{\"tags\":{\"a\\u0085\":1}}", 0, R(KEY_CONTROL), "key_control" },
+        { "{\"tags\":{\"\":1}}", 0, R(KEY_EMPTY), "key_empty" },
+        { "{\"properties\":{\"desired\":{\"$version\":1}}}", 0,
+          R(HUB_MAINTAINED), "hub_maintained" },
+        { "{\"tags\":{\"a\":1e999}}", 0, R(NUMBER_RANGE), "number_range" },
+        { "{\"tags\":{\"a\":4503599627370496}}", 0, R(INTEGER_RANGE),
+          "integer_range" },
+        { "{\"tags\":{\"a\":[1,null]}}", 0, R(NULL_IN_ARRAY),
+          "null_in_array" },
+        { "{\"tags\":{\"1\":{\"2\":{\"3\":{\"4\":{\"5\":{\"6\":{\"7\":"
+          "{\"8\":{\"9\":{\"10\":{\"11\":{}}}}}}}}}}}}}", 0, R(DEPTH),
+          "depth" },
+        { "{\"properties\":{\"reported\":{}}}", 0, R(REPORTED), "reported" },
+        { "{\"tag\":{}}", 0, R(UNKNOWN_FIELD), "unknown_field" },
+        { "{\"deviceId\":\"other\"}", 0, R(ID_MISMATCH), "id_mismatch" },
+        { "{\"moduleId\":\"mod-2\"}", 0, R(ID_MISMATCH), "id_mismatch" },
+        { "{\"moduleId\":\"mod-1\"}", DEVICE_TWIN, R(ID_MISMATCH),
+          "id_mismatch" },
+        { "{\"tags\":{\"a\":1,\"a\":2}}", 0, R(DUPLICATE_KEY),
+          "duplicate_key" },
+        { "{\"etag\":\"\\u0000\"}", 0, R(NUL), "nul" },
+        { "[]", 0, R(NOT_OBJECT), "not_object" },
+        { "1", 0, R(NOT_OBJECT), "not_object" },
+        { "{\"tags\":[]}", 0, R(NOT_OBJECT), "not_object" },
+        { "{\"tags\":{\"a\":1,}}", 0, R(SYNTAX), "syntax" },
+        { "{\"tags\":{\"a\":\"\xff\"}}", 0, R(SYNTAX), "syntax" },
+        { "{\"properties\":{\"other\":{}}}", 0, R(NONE), "other" },
+        { "{\"deviceId\":1}", 0, R(NONE), "other" },
+        { "{\"tags\":{\"a\":1,\"b\":2}}", REFUSE_2ND, R(NONE), "other" },
+    };
+
+    ok = 1;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        test_patch_paths_t  *paths;
+
+        paths = malloc(sizeof(test_patch_paths_t));
+        if (paths == NULL) {
+            exit(2);
+        }
+
+        rc = test_patch_run(cases[i].input, strlen(cases[i].input),
+                            cases[i].flags, 0, &p, paths);
+        free(paths);
+
+        name = ngx_http_iothub_twin_patch_rule_name(p.rule);
+
+        if (p.rule != cases[i].rule || strcmp(name, cases[i].name) != 0
+            || (rc == OK) != (i == 0)
+            || (rc == SYN) != (cases[i].rule == R(SYNTAX)))
+        {
+            printf("#   %s: rc %d, rule %d (%s), expected %d (%s): %s\n",
+                   cases[i].input, rc, (int) p.rule, name,
+                   (int) cases[i].rule, cases[i].name, p.error);
+            ok = 0;
+        }
+    }
+
+    /* the size rule needs a big input */
+
+    {
+        char  *in;
+
+        in = test_patch_keys("{\"tags\":{", 1000, "\"k%u\":\"vvvvvvvvvv\"",
+                             "\"x\":1", "}}");
+        rc = test_patch_run(in, strlen(in), 0, 0, &p, NULL);
+
+        if (rc != INV || p.rule != R(SIZE)
+            || strcmp(ngx_http_iothub_twin_patch_rule_name(p.rule), "size"))
+        {
+            printf("#   size: rc %d rule %d\n", rc, (int) p.rule);
+            ok = 0;
+        }
+
+        in = test_patch_repeat("{\"tags\":{\"", "k", 1025, "\":1}}");
+        rc = test_patch_run(in, strlen(in), 0, 0, &p, NULL);
+
+        if (rc != INV || p.rule != R(KEY_LENGTH)) {
+            printf("#   key length: rc %d rule %d\n", rc, (int) p.rule);
+            ok = 0;
+        }
+
+        in = test_patch_repeat("{\"tags\":{\"a\":\"", "s", 4097, "\"}}");
+        rc = test_patch_run(in, strlen(in), 0, 0, &p, NULL);
+
+        if (rc != INV || p.rule != R(STRING_LENGTH)) {
+            printf("#   string length: rc %d rule %d\n", rc, (int) p.rule);
+            ok = 0;
+        }
+
+        in = test_patch_nest("{\"configurations\":", 64, "[", "", "]", "}");
+        rc = test_patch_run(in, strlen(in), 0, 0, &p, NULL);
+
+        if (rc != INV || p.rule != R(NONE)) {
+            printf("#   nesting: rc %d rule %d\n", rc, (int) p.rule);
+            ok = 0;
+        }
+    }
+
+    /* names: one per code, the metric labels; out of range is "other" */
+
+    if (strcmp(ngx_http_iothub_twin_patch_rule_name(
+                   NGX_HTTP_IOTHUB_TWIN_PATCH_RULES), "other") != 0
+        || strcmp(ngx_http_iothub_twin_patch_rule_name(R(SYNTAX)), "syntax")
+           != 0
+        || strcmp(ngx_http_iothub_twin_patch_rule_name(R(KEY_DOT)), "key_dot")
+           != 0)
+    {
+        printf("#   names\n");
+        ok = 0;
+    }
+
+#undef R
+
+    test_patch_ok(ok, "each refusal class sets its rule code");
 }
