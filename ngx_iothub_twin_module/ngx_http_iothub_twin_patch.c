@@ -23,6 +23,18 @@
 #include <stdio.h>
 #include <string.h>
 
+/*
+ * SSE2 (always there on x86-64) scans 16 bytes at a time in the hot loops:
+ * string and key bodies and whitespace runs.  The portable loops below
+ * them do the rest of every input and all of it without SSE2 or with
+ * NGX_HTTP_IOTHUB_TWIN_PATCH_NO_SIMD (t/unit/test_patch_scalar.c).
+ */
+#if (defined __SSE2__ && defined __GNUC__                                    \
+     && !defined NGX_HTTP_IOTHUB_TWIN_PATCH_NO_SIMD)
+#define NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2  1
+#include <emmintrin.h>
+#endif
+
 #include "ngx_http_iothub_twin_patch.h"
 
 
@@ -269,6 +281,12 @@ static void ngx_http_iothub_twin_patch_key_path(
 static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE const unsigned char *
     ngx_http_iothub_twin_patch_ws(const unsigned char *p,
     const unsigned char *end);
+#if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
+static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE unsigned
+    ngx_http_iothub_twin_patch_stop16(const unsigned char *p);
+static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE unsigned
+    ngx_http_iothub_twin_patch_key_stop16(const unsigned char *p);
+#endif
 static void ngx_http_iothub_twin_patch_set_path(
     ngx_http_iothub_twin_patch_state_t *st, const char *path);
 static int ngx_http_iothub_twin_patch_syntax(
@@ -1522,12 +1540,28 @@ ngx_http_iothub_twin_patch_scan_string(ngx_http_iothub_twin_patch_state_t *st,
     size_t                n, shrink;
     uint32_t              cp;
     const unsigned char  *start, *end, *q;
+#if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
+    unsigned              m;
+#endif
 
     end = st->end;
     start = ++p;
     shrink = 0;
 
     for ( ;; ) {
+
+#if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
+        while (end - p >= 16) {
+            m = ngx_http_iothub_twin_patch_stop16(p);
+
+            if (m) {
+                p += __builtin_ctz(m);
+                goto special;
+            }
+
+            p += 16;
+        }
+#endif
 
         while (end - p >= 4) {
             if (ngx_http_iothub_twin_patch_class[p[0]] & 1) {
@@ -1612,9 +1646,25 @@ ngx_http_iothub_twin_patch_scan_key(ngx_http_iothub_twin_patch_state_t *st,
     size_t                              n;
     const unsigned char                *s, *end;
     ngx_http_iothub_twin_patch_hash_t   hs;
+#if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
+    unsigned                            m;
+#endif
 
     end = st->end;
     s = ++p;
+
+#if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
+    while (end - p >= 16) {
+        m = ngx_http_iothub_twin_patch_key_stop16(p);
+
+        if (m) {
+            p += __builtin_ctz(m);
+            goto special;
+        }
+
+        p += 16;
+    }
+#endif
 
     while (end - p >= 4) {
         if (ngx_http_iothub_twin_patch_class[p[0]]) {
@@ -2588,9 +2638,36 @@ ngx_http_iothub_twin_patch_key_path(ngx_http_iothub_twin_patch_state_t *st,
 static const unsigned char *
 ngx_http_iothub_twin_patch_ws(const unsigned char *p, const unsigned char *end)
 {
+#if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
+    unsigned  m;
+    __m128i   v, w;
+#endif
+
     if (p < end && *p > ' ') {
         return p;
     }
+
+#if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
+
+    /* indented JSON: runs of blanks, skipped 16 bytes at a time */
+
+    while (end - p >= 16) {
+        v = _mm_loadu_si128((const __m128i *) p);
+        w = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(' ')),
+                             _mm_cmpeq_epi8(v, _mm_set1_epi8('\n'))),
+                _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\r')),
+                             _mm_cmpeq_epi8(v, _mm_set1_epi8('\t'))));
+        m = ~(unsigned) _mm_movemask_epi8(w) & 0xffff;
+
+        if (m) {
+            return p + __builtin_ctz(m);
+        }
+
+        p += 16;
+    }
+
+#endif
 
     while (p < end
            && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
@@ -2600,6 +2677,54 @@ ngx_http_iothub_twin_patch_ws(const unsigned char *p, const unsigned char *end)
 
     return p;
 }
+
+
+#if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
+
+/*
+ * A bit for each of p[0 .. 15] that ends a string's fast loop: '"', '\',
+ * controls and non-ASCII bytes (1 in ngx_http_iothub_twin_patch_class).
+ * Bytes below 0x20 and from 0x80 are both less than 0x20 as signed chars.
+ */
+
+static unsigned
+ngx_http_iothub_twin_patch_stop16(const unsigned char *p)
+{
+    __m128i  v, m;
+
+    v = _mm_loadu_si128((const __m128i *) p);
+
+    m = _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                         _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+            _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+
+    return (unsigned) _mm_movemask_epi8(m);
+}
+
+
+/* the same for keys, with '.', '$', ' ' and DEL (any non-zero class) */
+
+static unsigned
+ngx_http_iothub_twin_patch_key_stop16(const unsigned char *p)
+{
+    __m128i  v, m;
+
+    v = _mm_loadu_si128((const __m128i *) p);
+
+    m = _mm_or_si128(
+            _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                             _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+                _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('.')),
+                             _mm_cmpeq_epi8(v, _mm_set1_epi8('$')))),
+            _mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x21)),
+                         _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f))));
+
+    return (unsigned) _mm_movemask_epi8(m);
+}
+
+#endif
 
 
 static void

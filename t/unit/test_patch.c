@@ -604,6 +604,7 @@ static void test_patch_misc_many_objects(void);
 static void test_patch_misc_size_on_error(void);
 static void test_patch_misc_raised_limits(void);
 static void test_patch_misc_rules(void);
+static void test_patch_misc_stops(void);
 
 static const test_patch_misc_pt  test_patch_misc[] = {
     test_patch_misc_limits,
@@ -622,6 +623,7 @@ static const test_patch_misc_pt  test_patch_misc[] = {
     test_patch_misc_size_on_error,
     test_patch_misc_raised_limits,
     test_patch_misc_rules,
+    test_patch_misc_stops,
 };
 
 
@@ -2039,4 +2041,117 @@ test_patch_misc_rules(void)
 #undef R
 
     test_patch_ok(ok, "each refusal class sets its rule code");
+}
+
+
+/*
+ * Every byte that stops the fast string and key loops (16 bytes at a time
+ * with SSE2, 4 at a time in the scalar loops), at every offset of strings
+ * and keys of 1 to 48 bytes, and at the end of the input: the result and
+ * the offset are those of the byte itself.
+ */
+
+static void
+test_patch_misc_stops(void)
+{
+    int                            ok, rc;
+    char                           in[256];
+    size_t                         i, len, at, prefix;
+    const char                    *what;
+    ngx_http_iothub_twin_patch_t   p;
+
+    static const struct {
+        const char   *bytes;
+        int           in_key;       /* 1: in the key, 0: in the value */
+        int           rc;
+        const char   *error;
+    } stops[] = {
+        { "\\n", 0, OK, NULL },
+        { "\\u00e9", 0, OK, NULL },
+        { "\xc3\xa9", 0, OK, NULL },
+        { "\xf0\x9f\x98\x80", 0, OK, NULL },
+        { "\x01", 0, SYN, "control character" },
+        { "\x7f", 0, OK, NULL },
+        { "\xff", 0, SYN, "invalid UTF-8" },
+        { "\xe2\x82", 0, SYN, "invalid UTF-8" },
+        { ".", 0, OK, NULL },
+        { "\\n", 1, INV, "control character" },
+        { "\xc3\xa9", 1, OK, NULL },
+        { "\x1f", 1, SYN, "control character" },
+        { ".", 1, INV, "key contains '.'" },
+        { "$", 1, INV, "key contains '$'" },
+        { " ", 1, INV, "key contains a space" },
+        { "\x7f", 1, INV, "control character" },
+        { "\xc2\x85", 1, INV, "control character" },
+        { "\xc0\x80", 1, SYN, "invalid UTF-8" },
+    };
+
+    ok = 1;
+    prefix = strlen("{\"tags\":{\"");
+
+    for (i = 0; i < sizeof(stops) / sizeof(stops[0]); i++) {
+
+        for (len = 1; len <= 48; len++) {
+            for (at = 0; at < len; at++) {
+
+                /* len plain bytes with the stop inserted at offset at */
+
+                if (stops[i].in_key) {
+                    snprintf(in, sizeof(in), "{\"tags\":{\"%.*s%s%.*s\":1}}",
+                             (int) at, "abcdefghijklmnopqrstuvwxyzABCDEF"
+                             "GHIJKLMNOPQRSTUV", stops[i].bytes,
+                             (int) (len - at), "0123456789012345678901234"
+                             "56789012345678901234567");
+
+                } else {
+                    snprintf(in, sizeof(in), "{\"tags\":{\"k\":\"%.*s%s%.*s\"}}",
+                             (int) at, "abcdefghijklmnopqrstuvwxyzABCDEF"
+                             "GHIJKLMNOPQRSTUV", stops[i].bytes,
+                             (int) (len - at), "0123456789012345678901234"
+                             "56789012345678901234567");
+                }
+
+                rc = test_patch_run(in, strlen(in), 0, 0, &p, NULL);
+
+                what = NULL;
+
+                if (rc != stops[i].rc) {
+                    what = "rc";
+
+                } else if (stops[i].error
+                           && strstr(p.error, stops[i].error) == NULL)
+                {
+                    what = "message";
+
+                } else if (rc == SYN
+                           && p.error_offset != prefix + at
+                                                + (stops[i].in_key ? 0 : 4))
+                {
+                    what = "offset";
+                }
+
+                if (what) {
+                    printf("#   %s: %s (rc %d at %u: %s)\n", what, in, rc,
+                           (unsigned) p.error_offset, p.error);
+                    ok = 0;
+                    goto done;
+                }
+            }
+        }
+
+        /* the input ends inside the string, after the stop */
+
+        len = (size_t) snprintf(in, sizeof(in), "{\"tags\":{\"k\":\"%s%s",
+                                "abcdefghijklmnopqrstuvwxyz", stops[i].bytes);
+        rc = test_patch_run(in, len, 0, 0, &p, NULL);
+
+        if (rc != SYN) {
+            printf("#   truncated: %s (rc %d: %s)\n", in, rc, p.error);
+            ok = 0;
+        }
+    }
+
+done:
+
+    test_patch_ok(ok, "stops at every offset of strings and keys");
 }
