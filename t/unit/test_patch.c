@@ -2104,7 +2104,8 @@ test_patch_misc_stops(void)
                              "56789012345678901234567");
 
                 } else {
-                    snprintf(in, sizeof(in), "{\"tags\":{\"k\":\"%.*s%s%.*s\"}}",
+                    snprintf(in, sizeof(in),
+                             "{\"tags\":{\"k\":\"%.*s%s%.*s\"}}",
                              (int) at, "abcdefghijklmnopqrstuvwxyzABCDEF"
                              "GHIJKLMNOPQRSTUV", stops[i].bytes,
                              (int) (len - at), "0123456789012345678901234"
