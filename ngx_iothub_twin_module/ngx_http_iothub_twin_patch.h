@@ -1,8 +1,9 @@
 
 /*
  * The twin patch validator: one pass over a PATCH body, no allocation,
- * plain C and libc only, so that unit tests, the fuzzer and the benchmark
- * can use it without nginx.
+ * plain C and libc only (with SSE2 intrinsics where __SSE2__ is defined,
+ * unless NGX_HTTP_IOTHUB_TWIN_PATCH_NO_SIMD is), so that unit tests, the
+ * fuzzer and the benchmark can use it without nginx.
  *
  * SYNTAX: not strict RFC 8259 JSON: grammar, trailing bytes, whitespace
  * other than space, tab, CR and LF (a BOM included), invalid UTF-8
