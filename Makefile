@@ -141,6 +141,9 @@ $(BUILD)/unit/%: t/unit/%.c $(PURE_SRCS)
 	mkdir -p $(BUILD)/unit
 	$(CC) $(UNIT_CFLAGS) -o $@ $< $(PURE_SRCS) -lcrypto -ljansson
 
+# the scalar build of the validator's tests includes test_patch.c
+$(BUILD)/unit/test_patch_scalar: t/unit/test_patch.c
+
 unit: $(UNIT_TESTS)
 
 $(BUILD)/fuzz/%: fuzz/%.c $(PURE_SRCS)

@@ -1,6 +1,10 @@
 
 /*
  * Copyright (C) ngx_iothub_twin developers
+ *
+ * Twin request targets: the path split into IDs, each decoded exactly once
+ * and checked against the hub's alphabet, the canonical path re-encoded,
+ * and the query a caller may send.
  */
 
 
@@ -10,8 +14,6 @@
 
 
 static int ngx_http_iothub_twin_hex(unsigned char c);
-static int ngx_http_iothub_twin_looks_encoded(const unsigned char *p,
-    size_t len);
 static ngx_http_iothub_twin_target_rc_e ngx_http_iothub_twin_target_id(
     ngx_http_iothub_twin_target_t *t, const char *what,
     const unsigned char *src, size_t len, unsigned char *dst,
@@ -162,34 +164,12 @@ ngx_http_iothub_twin_id_decode(const unsigned char *src, size_t len,
     }
 
     /*
-     * An ID that still reads as percent-encoded after one decoding is a
-     * double-encoding attempt: a second decoder in the path would see
-     * another ID.
+     * A '%' left after the one decoding is an ID character like any other
+     * ("%2541" is the ID "%41"): the hub decodes a segment once too, and
+     * the canonical encoding sends it back as "%25".
      */
 
-    if (ngx_http_iothub_twin_looks_encoded(dst, n)) {
-        return NGX_HTTP_IOTHUB_TWIN_ID_DOUBLE_ENCODED;
-    }
-
     return NGX_HTTP_IOTHUB_TWIN_ID_OK;
-}
-
-
-static int
-ngx_http_iothub_twin_looks_encoded(const unsigned char *p, size_t len)
-{
-    size_t  i;
-
-    for (i = 0; i + 2 < len; i++) {
-        if (p[i] == '%'
-            && ngx_http_iothub_twin_hex(p[i + 1]) >= 0
-            && ngx_http_iothub_twin_hex(p[i + 2]) >= 0)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
 }
 
 
@@ -243,9 +223,6 @@ ngx_http_iothub_twin_id_strerror(ngx_http_iothub_twin_id_rc_e rc)
     case NGX_HTTP_IOTHUB_TWIN_ID_SLASH:
         return "contains '/'";
 
-    case NGX_HTTP_IOTHUB_TWIN_ID_DOUBLE_ENCODED:
-        return "is percent-encoded twice";
-
     case NGX_HTTP_IOTHUB_TWIN_ID_DOT_SEGMENT:
         return "is a dot segment";
     }
@@ -277,7 +254,9 @@ ngx_http_iothub_twin_target_id(ngx_http_iothub_twin_target_t *t,
 
 /*
  * Parses the raw (still encoded) request path: "/twins/{id}" or
- * "/twins/{id}/modules/{mid}", and builds the canonical path.
+ * "/twins/{id}/modules/{mid}", and builds the canonical path.  Any other
+ * shape is NOT_TWIN (the hub's 404), even when it starts with "/twins/":
+ * a '/' is never read as part of an ID.
  */
 
 ngx_http_iothub_twin_target_rc_e
@@ -293,6 +272,12 @@ ngx_http_iothub_twin_target_parse(const unsigned char *path, size_t len,
     static const char                 modules[] = "modules/";
 
     memset(t, 0, sizeof(ngx_http_iothub_twin_target_t));
+
+    /* a fragment is not part of a request target; '#' in an ID is %23 */
+
+    if (memchr(path, '#', len) != NULL) {
+        return NGX_HTTP_IOTHUB_TWIN_TARGET_FRAGMENT;
+    }
 
     if (len < sizeof(twins) - 1
         || memcmp(path, twins, sizeof(twins) - 1) != 0)
@@ -316,13 +301,13 @@ ngx_http_iothub_twin_target_parse(const unsigned char *path, size_t len,
         if ((size_t) (end - mod) < sizeof(modules) - 1
             || memcmp(mod, modules, sizeof(modules) - 1) != 0)
         {
-            return NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_PATH;
+            return NGX_HTTP_IOTHUB_TWIN_TARGET_NOT_TWIN;
         }
 
         mod += sizeof(modules) - 1;
 
         if (memchr(mod, '/', end - mod) != NULL) {
-            return NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_PATH;
+            return NGX_HTTP_IOTHUB_TWIN_TARGET_NOT_TWIN;
         }
 
         mlen = end - mod;
@@ -410,6 +395,11 @@ ngx_http_iothub_twin_query_check(const unsigned char *args, size_t len)
     const unsigned char  *p, *end, *amp;
 
     static const char    name[] = "api-version=";
+
+    if (memchr(args, '#', len) != NULL) {
+        return "the request target holds a fragment ('#'): "
+               "'#' in an ID is sent as %23";
+    }
 
     p = args;
     end = args + len;

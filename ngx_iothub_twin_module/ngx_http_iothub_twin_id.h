@@ -32,16 +32,18 @@ typedef enum {
     NGX_HTTP_IOTHUB_TWIN_ID_BAD_ESCAPE,
     NGX_HTTP_IOTHUB_TWIN_ID_BAD_CHAR,
     NGX_HTTP_IOTHUB_TWIN_ID_SLASH,
-    NGX_HTTP_IOTHUB_TWIN_ID_DOUBLE_ENCODED,
     NGX_HTTP_IOTHUB_TWIN_ID_DOT_SEGMENT
 } ngx_http_iothub_twin_id_rc_e;
 
 
 typedef enum {
     NGX_HTTP_IOTHUB_TWIN_TARGET_OK = 0,
-    NGX_HTTP_IOTHUB_TWIN_TARGET_NOT_TWIN,    /* not under /twins/: 404 */
-    NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_PATH,    /* wrong shape: 400 */
-    NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_ID       /* an ID breaks the rules: 400 */
+    /* not /twins/{id} or /twins/{id}/modules/{mid}: 404 */
+    NGX_HTTP_IOTHUB_TWIN_TARGET_NOT_TWIN,
+    /* a raw '#' (a fragment) in the request target: 400 */
+    NGX_HTTP_IOTHUB_TWIN_TARGET_FRAGMENT,
+    /* an ID segment breaks the rules: 400 */
+    NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_ID
 } ngx_http_iothub_twin_target_rc_e;
 
 

@@ -17,14 +17,9 @@
 #define NGX_HTTP_IOTHUB_TWIN_M_CLASSES    6
 #define NGX_HTTP_IOTHUB_TWIN_M_BUCKETS    12
 #define NGX_HTTP_IOTHUB_TWIN_M_CODES      17
-#define NGX_HTTP_IOTHUB_TWIN_M_RULES      21
-#define NGX_HTTP_IOTHUB_TWIN_M_SYNTAX     (NGX_HTTP_IOTHUB_TWIN_M_RULES - 1)
 
-
-typedef struct {
-    const char                *name;
-    const char                *match;
-} ngx_http_iothub_twin_m_rule_t;
+/* the validator's rule codes, named by ..._patch_rule_name() */
+#define NGX_HTTP_IOTHUB_TWIN_M_RULES      NGX_HTTP_IOTHUB_TWIN_PATCH_RULES
 
 
 typedef struct {
@@ -83,33 +78,6 @@ static const char  *ngx_http_iothub_twin_m_codes[] = {
     "InternalServerError", "ThrottlingException", "BadGateway",
     "ServiceUnavailable", "GatewayTimeout", "RequestTimeout", "ServerError"
 };
-
-/* what the validator's messages say, to a short rule name */
-
-static ngx_http_iothub_twin_m_rule_t  ngx_http_iothub_twin_m_rules[] = {
-    { "other", NULL },
-    { "key_dollar", "key contains '$'" },
-    { "key_dot", "key contains '.'" },
-    { "key_space", "key contains a space" },
-    { "key_control", "key contains a control" },
-    { "key_empty", "key is empty" },
-    { "key_length", "key longer than" },
-    { "hub_maintained", "maintained by the hub" },
-    { "string_length", "string longer than" },
-    { "integer_range", "integer outside" },
-    { "number_range", "out of range" },
-    { "null_in_array", "null inside an array" },
-    { "depth", "levels of objects" },
-    { "size", "size exceeds" },
-    { "reported", "reported properties" },
-    { "unknown_field", "unknown twin field" },
-    { "id_mismatch", "does not match the id" },
-    { "duplicate_key", "duplicate key" },
-    { "nul", "U+0000" },
-    { "not_object", "must be a JSON object" },
-    { "syntax", NULL }
-};
-
 
 /* upper bounds in milliseconds; the last bucket is +Inf */
 
@@ -226,27 +194,6 @@ ngx_http_iothub_twin_metrics_token(ngx_http_request_t *r)
 
     m = imcf->metrics->data;
     ngx_atomic_fetch_add(&m->tokens_signed, 1);
-}
-
-
-/* a validator message to a short rule name, for the refusal counters */
-
-ngx_uint_t
-ngx_http_iothub_twin_metrics_rule(const char *message, ngx_uint_t syntax)
-{
-    ngx_uint_t  i;
-
-    if (syntax) {
-        return NGX_HTTP_IOTHUB_TWIN_M_SYNTAX;
-    }
-
-    for (i = 1; i < NGX_HTTP_IOTHUB_TWIN_M_SYNTAX; i++) {
-        if (ngx_strstr(message, ngx_http_iothub_twin_m_rules[i].match)) {
-            return i;
-        }
-    }
-
-    return 0;
 }
 
 
@@ -533,7 +480,9 @@ ngx_http_iothub_twin_metrics_handler(ngx_http_request_t *r)
                 p = ngx_sprintf(p, "iothub_twin_refusals_total{code=\"%s\","
                                 "rule=\"%s\"} %uA\n",
                                 ngx_http_iothub_twin_m_codes[code],
-                                ngx_http_iothub_twin_m_rules[rule].name, v);
+                                ngx_http_iothub_twin_patch_rule_name(
+                                    (ngx_http_iothub_twin_patch_rule_e) rule),
+                                v);
             }
         }
     }

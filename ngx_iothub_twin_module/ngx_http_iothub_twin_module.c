@@ -539,15 +539,12 @@ ngx_http_iothub_twin_target(ngx_http_request_t *r,
                                            "/twins/{deviceId}/modules/"
                                            "{moduleId}");
 
-    case NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_PATH:
+    case NGX_HTTP_IOTHUB_TWIN_TARGET_FRAGMENT:
         return ngx_http_iothub_twin_refuse(r, NGX_HTTP_BAD_REQUEST,
                                            "ArgumentInvalid",
-                                           "the path must be "
-                                           "/twins/{deviceId} or "
-                                           "/twins/{deviceId}/modules/"
-                                           "{moduleId}, with '/' in an ID "
-                                           "encoded as %%2F (which IDs may "
-                                           "not contain)");
+                                           "the request target holds a "
+                                           "fragment ('#'): '#' in an ID "
+                                           "is sent as %%23");
 
     default: /* NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_ID */
         if (t->id_rc == NGX_HTTP_IOTHUB_TWIN_ID_BAD_CHAR
@@ -1131,7 +1128,7 @@ ngx_http_iothub_twin_body(ngx_http_request_t *r,
         break;
 
     case NGX_HTTP_IOTHUB_TWIN_PATCH_SYNTAX:
-        ctx->rule = ngx_http_iothub_twin_metrics_rule(p->error, 1);
+        ctx->rule = p->rule;
         return ngx_http_iothub_twin_refuse(r, NGX_HTTP_BAD_REQUEST,
                                            "IotHubFormatError",
                                            "the body is not valid JSON: %s "
@@ -1139,7 +1136,7 @@ ngx_http_iothub_twin_body(ngx_http_request_t *r,
                                            p->error, p->error_offset);
 
     default: /* NGX_HTTP_IOTHUB_TWIN_PATCH_INVALID */
-        ctx->rule = ngx_http_iothub_twin_metrics_rule(p->error, 0);
+        ctx->rule = p->rule;
         return ngx_http_iothub_twin_refuse(r, NGX_HTTP_BAD_REQUEST,
                                            "ArgumentInvalid", "%s", p->error);
     }

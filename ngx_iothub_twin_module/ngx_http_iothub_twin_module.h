@@ -234,8 +234,6 @@ char *ngx_http_iothub_twin_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_iothub_twin_metrics_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_iothub_twin_metrics_log(ngx_http_request_t *r);
 void ngx_http_iothub_twin_metrics_token(ngx_http_request_t *r);
-ngx_uint_t ngx_http_iothub_twin_metrics_rule(const char *message,
-    ngx_uint_t syntax);
 
 /* ngx_http_iothub_twin_error.c */
 ngx_int_t ngx_http_iothub_twin_refuse(ngx_http_request_t *r,

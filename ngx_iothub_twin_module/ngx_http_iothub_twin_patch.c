@@ -23,6 +23,18 @@
 #include <stdio.h>
 #include <string.h>
 
+/*
+ * SSE2 (always there on x86-64) scans 16 bytes at a time in the hot loops:
+ * string and key bodies and whitespace runs.  The portable loops below
+ * them do the rest of every input and all of it without SSE2 or with
+ * NGX_HTTP_IOTHUB_TWIN_PATCH_NO_SIMD (t/unit/test_patch_scalar.c).
+ */
+#if (defined __SSE2__ && defined __GNUC__                                    \
+     && !defined NGX_HTTP_IOTHUB_TWIN_PATCH_NO_SIMD)
+#define NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2  1
+#include <emmintrin.h>
+#endif
+
 #include "ngx_http_iothub_twin_patch.h"
 
 
@@ -269,6 +281,12 @@ static void ngx_http_iothub_twin_patch_key_path(
 static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE const unsigned char *
     ngx_http_iothub_twin_patch_ws(const unsigned char *p,
     const unsigned char *end);
+#if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
+static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE unsigned
+    ngx_http_iothub_twin_patch_stop16(const unsigned char *p);
+static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE unsigned
+    ngx_http_iothub_twin_patch_key_stop16(const unsigned char *p);
+#endif
 static void ngx_http_iothub_twin_patch_set_path(
     ngx_http_iothub_twin_patch_state_t *st, const char *path);
 static int ngx_http_iothub_twin_patch_syntax(
@@ -276,8 +294,9 @@ static int ngx_http_iothub_twin_patch_syntax(
     const char *rule);
 static int ngx_http_iothub_twin_patch_fail(
     ngx_http_iothub_twin_patch_state_t *st,
-    ngx_http_iothub_twin_patch_reason_e reason, const unsigned char *at,
-    const char *fmt, ...) NGX_HTTP_IOTHUB_TWIN_PATCH_PRINTF(4, 5);
+    ngx_http_iothub_twin_patch_reason_e reason,
+    ngx_http_iothub_twin_patch_rule_e rule, const unsigned char *at,
+    const char *fmt, ...) NGX_HTTP_IOTHUB_TWIN_PATCH_PRINTF(5, 6);
 static size_t ngx_http_iothub_twin_patch_excerpt(char *dst,
     const unsigned char *src, size_t n);
 
@@ -329,6 +348,43 @@ static const unsigned char  ngx_http_iothub_twin_patch_class[256] = {
 };
 
 
+/* the short names of the rule codes, in their order: metric labels */
+static const char  *ngx_http_iothub_twin_patch_rule_names[] = {
+    "other",
+    "key_dollar",
+    "key_dot",
+    "key_space",
+    "key_control",
+    "key_empty",
+    "key_length",
+    "hub_maintained",
+    "string_length",
+    "integer_range",
+    "number_range",
+    "null_in_array",
+    "depth",
+    "size",
+    "reported",
+    "unknown_field",
+    "id_mismatch",
+    "duplicate_key",
+    "nul",
+    "not_object",
+    "syntax"
+};
+
+
+const char *
+ngx_http_iothub_twin_patch_rule_name(ngx_http_iothub_twin_patch_rule_e rule)
+{
+    if ((unsigned) rule >= NGX_HTTP_IOTHUB_TWIN_PATCH_RULES) {
+        rule = NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_NONE;
+    }
+
+    return ngx_http_iothub_twin_patch_rule_names[rule];
+}
+
+
 void
 ngx_http_iothub_twin_patch_default_limits(
     ngx_http_iothub_twin_patch_limits_t *lim)
@@ -353,6 +409,7 @@ ngx_http_iothub_twin_patch_validate(ngx_http_iothub_twin_patch_t *p,
     p->npaths = 0;
     p->error_offset = 0;
     p->reason = NGX_HTTP_IOTHUB_TWIN_PATCH_R_NONE;
+    p->rule = NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_NONE;
     p->error[0] = '\0';
 
     if (buf == NULL) {
@@ -379,8 +436,9 @@ ngx_http_iothub_twin_patch_validate(ngx_http_iothub_twin_patch_t *p,
     /* key offsets are kept in 32 bits */
     if ((uint64_t) len > 0xffffffffULL) {
         (void) ngx_http_iothub_twin_patch_fail(&st,
-                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE, buf,
-                                    "patch too large");
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE,
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_NONE,
+                                    buf, "patch too large");
         return NGX_HTTP_IOTHUB_TWIN_PATCH_INVALID;
     }
 
@@ -569,6 +627,7 @@ done:
         st->path_end = 0;
         return ngx_http_iothub_twin_patch_fail(st,
                                     NGX_HTTP_IOTHUB_TWIN_PATCH_R_TOP_ARRAY,
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_NOT_OBJECT,
                                     st->buf, "patch must be a JSON object");
     }
 
@@ -576,6 +635,7 @@ done:
         st->path_end = 0;
         return ngx_http_iothub_twin_patch_fail(st,
                                     NGX_HTTP_IOTHUB_TWIN_PATCH_R_TOP_SCALAR,
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_NOT_OBJECT,
                                     st->buf, "patch must be a JSON object");
     }
 
@@ -622,8 +682,9 @@ ngx_http_iothub_twin_patch_open(ngx_http_iothub_twin_patch_state_t *st,
             break;
         }
 
+        /* the hub counts the section object as level 0 */
         kind = NGX_HTTP_IOTHUB_TWIN_PATCH_C_SECTION;
-        level = 1;
+        level = 0;
 
         st->size = 0;
 
@@ -655,8 +716,9 @@ ngx_http_iothub_twin_patch_open(ngx_http_iothub_twin_patch_state_t *st,
 
         if (++level > st->p->limits.max_depth) {
             return ngx_http_iothub_twin_patch_fail(st,
-                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE, p,
-                                    "more than %u levels of objects",
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE,
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_DEPTH,
+                                    p, "more than %u levels of objects",
                                     st->p->limits.max_depth);
         }
 
@@ -670,8 +732,9 @@ ngx_http_iothub_twin_patch_open(ngx_http_iothub_twin_patch_state_t *st,
 
     if (st->depth == NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_NESTING) {
         return ngx_http_iothub_twin_patch_fail(st,
-                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_NESTING, p,
-                                    "nesting deeper than %d levels",
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_NESTING,
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_NONE,
+                                    p, "nesting deeper than %d levels",
                                     NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_NESTING);
     }
 
@@ -856,21 +919,24 @@ ngx_http_iothub_twin_patch_section_key(ngx_http_iothub_twin_patch_state_t *st,
 
     if (k->len == 0) {
         return ngx_http_iothub_twin_patch_fail(st,
-                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE, p,
-                                    "key is empty");
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE,
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_KEY_EMPTY,
+                                    p, "key is empty");
     }
 
     if (k->len > st->p->limits.max_key_len) {
         return ngx_http_iothub_twin_patch_fail(st,
-                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE, p,
-                                    "key longer than %zu bytes",
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE,
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_KEY_LENGTH,
+                                    p, "key longer than %zu bytes",
                                     st->p->limits.max_key_len);
     }
 
     if (k->len > cap) {
         return ngx_http_iothub_twin_patch_fail(st,
-                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE, p,
-                                    "path too long");
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE,
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_NONE,
+                                    p, "path too long");
     }
 
     switch (k->bad) {
@@ -883,28 +949,33 @@ ngx_http_iothub_twin_patch_section_key(ngx_http_iothub_twin_patch_state_t *st,
             || (klen == 8 && memcmp(key, "$version", 8) == 0))
         {
             return ngx_http_iothub_twin_patch_fail(st,
-                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE, p,
-                                    "is maintained by the hub");
+                                NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE,
+                                NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_HUB_MAINTAINED,
+                                p, "is maintained by the hub");
         }
 
         return ngx_http_iothub_twin_patch_fail(st,
-                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE, p,
-                                    "key contains '$'");
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE,
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_KEY_DOLLAR,
+                                    p, "key contains '$'");
 
     case '.':
         return ngx_http_iothub_twin_patch_fail(st,
-                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE, p,
-                                    "key contains '.'");
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE,
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_KEY_DOT,
+                                    p, "key contains '.'");
 
     case ' ':
         return ngx_http_iothub_twin_patch_fail(st,
-                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE, p,
-                                    "key contains a space");
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE,
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_KEY_SPACE,
+                                    p, "key contains a space");
 
     default:
         return ngx_http_iothub_twin_patch_fail(st,
-                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE, p,
-                                    "key contains a control character");
+                                   NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE,
+                                   NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_KEY_CONTROL,
+                                   p, "key contains a control character");
     }
 
     return ngx_http_iothub_twin_patch_add_size(st, p, k->len);
@@ -948,8 +1019,9 @@ ngx_http_iothub_twin_patch_top_key(ngx_http_iothub_twin_patch_state_t *st,
             }
 
             return ngx_http_iothub_twin_patch_fail(st,
-                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE, p,
-                                    "unknown twin field");
+                                 NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE,
+                                 NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_UNKNOWN_FIELD,
+                                 p, "unknown twin field");
         }
 
         *mode = NGX_HTTP_IOTHUB_TWIN_PATCH_V_ANY;
@@ -982,13 +1054,15 @@ ngx_http_iothub_twin_patch_props_key(ngx_http_iothub_twin_patch_state_t *st,
     if (n == 8 && memcmp(key, "reported", 8) == 0) {
         st->path_fixed = st->path_end;
         return ngx_http_iothub_twin_patch_fail(st,
-                      NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE, p,
-                      "the service side may not write reported properties");
+                      NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE,
+                      NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_REPORTED,
+                      p, "the service side may not write reported properties");
     }
 
     return ngx_http_iothub_twin_patch_fail(st,
-                      NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE, p,
-                      "only desired properties may be written");
+                      NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE,
+                      NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_NONE,
+                      p, "only desired properties may be written");
 }
 
 
@@ -1000,13 +1074,15 @@ ngx_http_iothub_twin_patch_not_scalar(ngx_http_iothub_twin_patch_state_t *st,
         || mode == NGX_HTTP_IOTHUB_TWIN_PATCH_V_MODULE_ID)
     {
         return ngx_http_iothub_twin_patch_fail(st,
-                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE, p,
-                                    "must be a string");
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE,
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_NONE,
+                                    p, "must be a string");
     }
 
     return ngx_http_iothub_twin_patch_fail(st,
-                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE, p,
-                                    "must be a JSON object");
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE,
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_NOT_OBJECT,
+                                    p, "must be a JSON object");
 }
 
 
@@ -1032,9 +1108,10 @@ ngx_http_iothub_twin_patch_string_value(
 
         if (len > st->p->limits.max_string_len) {
             (void) ngx_http_iothub_twin_patch_fail(st,
-                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE, p,
-                                    "string longer than %zu bytes",
-                                    st->p->limits.max_string_len);
+                                 NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE,
+                                 NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_STRING_LENGTH,
+                                 p, "string longer than %zu bytes",
+                                 st->p->limits.max_string_len);
             return NULL;
         }
 
@@ -1077,8 +1154,9 @@ ngx_http_iothub_twin_patch_id_value(ngx_http_iothub_twin_patch_state_t *st,
 
         if (id == NULL) {
             (void) ngx_http_iothub_twin_patch_fail(st,
-                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE, p,
-                                    "not allowed in a device twin patch");
+                                   NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE,
+                                   NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_ID_MISMATCH,
+                                   p, "not allowed in a device twin patch");
             return NULL;
         }
     }
@@ -1097,8 +1175,9 @@ ngx_http_iothub_twin_patch_id_value(ngx_http_iothub_twin_patch_state_t *st,
 
     if (id == NULL || k.len != n || n > cap || memcmp(dst, id, n) != 0) {
         (void) ngx_http_iothub_twin_patch_fail(st,
-                              NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE, p,
-                              "does not match the id in the request path");
+                              NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE,
+                              NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_ID_MISMATCH,
+                              p, "does not match the id in the request path");
         return NULL;
     }
 
@@ -1212,8 +1291,9 @@ ngx_http_iothub_twin_patch_number(ngx_http_iothub_twin_patch_state_t *st,
     if (real) {
         if (ngx_http_iothub_twin_patch_overflows(ip, ilen, fp, flen, exp)) {
             (void) ngx_http_iothub_twin_patch_fail(st,
-                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_OVERFLOW,
-                                    start, "number out of range of a double");
+                                  NGX_HTTP_IOTHUB_TWIN_PATCH_R_OVERFLOW,
+                                  NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_NUMBER_RANGE,
+                                  start, "number out of range of a double");
             return NULL;
         }
 
@@ -1229,8 +1309,9 @@ ngx_http_iothub_twin_patch_number(ngx_http_iothub_twin_patch_state_t *st,
                           NGX_HTTP_IOTHUB_TWIN_PATCH_INT_DIGITS) > 0))
         {
             (void) ngx_http_iothub_twin_patch_fail(st,
-                           NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE, start,
-                           "integer outside [-%s, %s]",
+                           NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE,
+                           NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_INTEGER_RANGE,
+                           start, "integer outside [-%s, %s]",
                            NGX_HTTP_IOTHUB_TWIN_PATCH_INT_MIN,
                            NGX_HTTP_IOTHUB_TWIN_PATCH_INT_MAX);
             return NULL;
@@ -1347,8 +1428,9 @@ ngx_http_iothub_twin_patch_literal(ngx_http_iothub_twin_patch_state_t *st,
 
         if (mode == NGX_HTTP_IOTHUB_TWIN_PATCH_V_INNER) {
             (void) ngx_http_iothub_twin_patch_fail(st,
-                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE, p,
-                                    "null inside an array");
+                                 NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE,
+                                 NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_NULL_IN_ARRAY,
+                                 p, "null inside an array");
             return NULL;
         }
 
@@ -1418,8 +1500,9 @@ ngx_http_iothub_twin_patch_too_big(ngx_http_iothub_twin_patch_state_t *st,
     }
 
     return ngx_http_iothub_twin_patch_fail(st,
-                                NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE, at,
-                                "size exceeds the %zu byte limit"
+                                NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE,
+                                NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_SIZE,
+                                at, "size exceeds the %zu byte limit"
                                 " (%zu bytes counted so far)",
                                 st->size_limit, st->size);
 }
@@ -1439,8 +1522,9 @@ ngx_http_iothub_twin_patch_emit(ngx_http_iothub_twin_patch_state_t *st,
            != 0)
     {
         return ngx_http_iothub_twin_patch_fail(st,
-                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE, at,
-                                    "path callback refused");
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_RULE,
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_NONE,
+                                    at, "path callback refused");
     }
 
     return 0;
@@ -1456,12 +1540,28 @@ ngx_http_iothub_twin_patch_scan_string(ngx_http_iothub_twin_patch_state_t *st,
     size_t                n, shrink;
     uint32_t              cp;
     const unsigned char  *start, *end, *q;
+#if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
+    unsigned              m;
+#endif
 
     end = st->end;
     start = ++p;
     shrink = 0;
 
     for ( ;; ) {
+
+#if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
+        while (end - p >= 16) {
+            m = ngx_http_iothub_twin_patch_stop16(p);
+
+            if (m) {
+                p += __builtin_ctz(m);
+                goto special;
+            }
+
+            p += 16;
+        }
+#endif
 
         while (end - p >= 4) {
             if (ngx_http_iothub_twin_patch_class[p[0]] & 1) {
@@ -1546,9 +1646,25 @@ ngx_http_iothub_twin_patch_scan_key(ngx_http_iothub_twin_patch_state_t *st,
     size_t                              n;
     const unsigned char                *s, *end;
     ngx_http_iothub_twin_patch_hash_t   hs;
+#if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
+    unsigned                            m;
+#endif
 
     end = st->end;
     s = ++p;
+
+#if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
+    while (end - p >= 16) {
+        m = ngx_http_iothub_twin_patch_key_stop16(p);
+
+        if (m) {
+            p += __builtin_ctz(m);
+            goto special;
+        }
+
+        p += 16;
+    }
+#endif
 
     while (end - p >= 4) {
         if (ngx_http_iothub_twin_patch_class[p[0]]) {
@@ -1828,8 +1944,9 @@ ngx_http_iothub_twin_patch_escape(ngx_http_iothub_twin_patch_state_t *st,
 
     if (*cp == 0) {
         (void) ngx_http_iothub_twin_patch_fail(st,
-                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_NUL, p,
-                                    "string contains U+0000");
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_NUL,
+                                    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_NUL,
+                                    p, "string contains U+0000");
         return NULL;
     }
 
@@ -2224,8 +2341,9 @@ ngx_http_iothub_twin_patch_insert_slow(ngx_http_iothub_twin_patch_state_t *st,
 duplicate:
 
     return ngx_http_iothub_twin_patch_fail(st,
-                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_DUPLICATE,
-                                    key, "duplicate key");
+                                 NGX_HTTP_IOTHUB_TWIN_PATCH_R_DUPLICATE,
+                                 NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_DUPLICATE_KEY,
+                                 key, "duplicate key");
 }
 
 
@@ -2380,8 +2498,9 @@ ngx_http_iothub_twin_patch_deferred(ngx_http_iothub_twin_patch_state_t *st,
     ngx_http_iothub_twin_patch_key_path(st, lv, dup);
 
     return ngx_http_iothub_twin_patch_fail(st,
-                                    NGX_HTTP_IOTHUB_TWIN_PATCH_R_DUPLICATE,
-                                    dup, "duplicate key");
+                                 NGX_HTTP_IOTHUB_TWIN_PATCH_R_DUPLICATE,
+                                 NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_DUPLICATE_KEY,
+                                 dup, "duplicate key");
 }
 
 
@@ -2519,9 +2638,36 @@ ngx_http_iothub_twin_patch_key_path(ngx_http_iothub_twin_patch_state_t *st,
 static const unsigned char *
 ngx_http_iothub_twin_patch_ws(const unsigned char *p, const unsigned char *end)
 {
+#if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
+    unsigned  m;
+    __m128i   v, w;
+#endif
+
     if (p < end && *p > ' ') {
         return p;
     }
+
+#if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
+
+    /* indented JSON: runs of blanks, skipped 16 bytes at a time */
+
+    while (end - p >= 16) {
+        v = _mm_loadu_si128((const __m128i *) p);
+        w = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(' ')),
+                             _mm_cmpeq_epi8(v, _mm_set1_epi8('\n'))),
+                _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\r')),
+                             _mm_cmpeq_epi8(v, _mm_set1_epi8('\t'))));
+        m = ~(unsigned) _mm_movemask_epi8(w) & 0xffff;
+
+        if (m) {
+            return p + __builtin_ctz(m);
+        }
+
+        p += 16;
+    }
+
+#endif
 
     while (p < end
            && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
@@ -2531,6 +2677,54 @@ ngx_http_iothub_twin_patch_ws(const unsigned char *p, const unsigned char *end)
 
     return p;
 }
+
+
+#if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
+
+/*
+ * A bit for each of p[0 .. 15] that ends a string's fast loop: '"', '\',
+ * controls and non-ASCII bytes (1 in ngx_http_iothub_twin_patch_class).
+ * Bytes below 0x20 and from 0x80 are both less than 0x20 as signed chars.
+ */
+
+static unsigned
+ngx_http_iothub_twin_patch_stop16(const unsigned char *p)
+{
+    __m128i  v, m;
+
+    v = _mm_loadu_si128((const __m128i *) p);
+
+    m = _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                         _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+            _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+
+    return (unsigned) _mm_movemask_epi8(m);
+}
+
+
+/* the same for keys, with '.', '$', ' ' and DEL (any non-zero class) */
+
+static unsigned
+ngx_http_iothub_twin_patch_key_stop16(const unsigned char *p)
+{
+    __m128i  v, m;
+
+    v = _mm_loadu_si128((const __m128i *) p);
+
+    m = _mm_or_si128(
+            _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                             _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+                _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('.')),
+                             _mm_cmpeq_epi8(v, _mm_set1_epi8('$')))),
+            _mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x21)),
+                         _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f))));
+
+    return (unsigned) _mm_movemask_epi8(m);
+}
+
+#endif
 
 
 static void
@@ -2552,8 +2746,9 @@ ngx_http_iothub_twin_patch_syntax(ngx_http_iothub_twin_patch_state_t *st,
     const unsigned char *at, const char *rule)
 {
     return ngx_http_iothub_twin_patch_fail(st,
-                                           NGX_HTTP_IOTHUB_TWIN_PATCH_R_SYNTAX,
-                                           at, "%s", rule);
+                                        NGX_HTTP_IOTHUB_TWIN_PATCH_R_SYNTAX,
+                                        NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_SYNTAX,
+                                        at, "%s", rule);
 }
 
 
@@ -2561,7 +2756,8 @@ ngx_http_iothub_twin_patch_syntax(ngx_http_iothub_twin_patch_state_t *st,
 
 static int
 ngx_http_iothub_twin_patch_fail(ngx_http_iothub_twin_patch_state_t *st,
-    ngx_http_iothub_twin_patch_reason_e reason, const unsigned char *at,
+    ngx_http_iothub_twin_patch_reason_e reason,
+    ngx_http_iothub_twin_patch_rule_e rule, const unsigned char *at,
     const char *fmt, ...)
 {
     char                          *e;
@@ -2577,6 +2773,7 @@ ngx_http_iothub_twin_patch_fail(ngx_http_iothub_twin_patch_state_t *st,
 
     p = st->p;
     p->reason = reason;
+    p->rule = rule;
     p->error_offset = (size_t) (at - st->buf);
 
     e = p->error;

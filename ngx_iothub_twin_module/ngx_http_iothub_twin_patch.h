@@ -1,8 +1,9 @@
 
 /*
  * The twin patch validator: one pass over a PATCH body, no allocation,
- * plain C and libc only, so that unit tests, the fuzzer and the benchmark
- * can use it without nginx.
+ * plain C and libc only (with SSE2 intrinsics where __SSE2__ is defined,
+ * unless NGX_HTTP_IOTHUB_TWIN_PATCH_NO_SIMD is), so that unit tests, the
+ * fuzzer and the benchmark can use it without nginx.
  *
  * SYNTAX: not strict RFC 8259 JSON: grammar, trailing bytes, whitespace
  * other than space, tab, CR and LF (a BOM included), invalid UTF-8
@@ -22,7 +23,10 @@
  *     max_key_len, or holding C0/C1 controls, DEL, '.', '$' or space;
  *     strings longer than max_string_len; integers outside
  *     [-2^52, 2^52 - 1]; null inside arrays; more than max_depth levels of
- *     objects; a section larger than its limit, counted like the hub: key
+ *     objects below the section, counted like the hub (the section object
+ *     is level 0, an object value of one of its keys level 1, an object
+ *     inside an array one level more than the array's owner);
+ *     a section larger than its limit, counted like the hub: key
  *     bytes + string bytes + 8 per number + 4 per boolean + 0 per null;
  *   - the path callback refusing a path.
  *
@@ -52,13 +56,14 @@
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_NESTING   64
 
 /*
- * The path buffer: "properties.desired" and 10 keys of 1024 bytes, each
- * after a dot.  Limits raised beyond the hub's may produce paths that do
- * not fit: such patches are INVALID ("path too long").
+ * The path buffer: "properties.desired" and 11 keys of 1024 bytes, each
+ * after a dot (the keys of the section object and of 10 levels of objects
+ * below it).  Limits raised beyond the hub's may produce paths that do not
+ * fit: such patches are INVALID ("path too long").
  */
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_PATH                                   \
     (sizeof("properties.desired") - 1                                         \
-     + NGX_HTTP_IOTHUB_TWIN_PATCH_DEPTH                                       \
+     + (NGX_HTTP_IOTHUB_TWIN_PATCH_DEPTH + 1)                                 \
        * (1 + NGX_HTTP_IOTHUB_TWIN_PATCH_KEY_LEN))
 
 /*
@@ -74,7 +79,7 @@
 typedef struct {
     size_t    max_key_len;       /* 1024 bytes after decoding */
     size_t    max_string_len;    /* 4096 bytes UTF-8 after decoding */
-    unsigned  max_depth;         /* 10 levels of objects under tags / desired */
+    unsigned  max_depth;         /* 10 levels of objects below the section */
     size_t    max_tags_size;     /* 8192 */
     size_t    max_desired_size;  /* 32768 */
 } ngx_http_iothub_twin_patch_limits_t;
@@ -127,6 +132,44 @@ typedef enum {
 } ngx_http_iothub_twin_patch_reason_e;
 
 
+/*
+ * Which rule a refusal broke, for counters and tests; the short names
+ * ("key_dollar", "depth", "syntax", ...) are given by
+ * ngx_http_iothub_twin_patch_rule_name().  RULE_NONE ("other") is both
+ * "no refusal" and the refusals without a class of their own: nesting
+ * beyond 64, a path over the path buffer, "properties" other than desired,
+ * an ID field that is not a string, the path callback, a patch over 4 GB.
+ */
+typedef enum {
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_NONE = 0,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_KEY_DOLLAR,     /* '$' in a key */
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_KEY_DOT,        /* '.' in a key */
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_KEY_SPACE,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_KEY_CONTROL,    /* C0, DEL, C1 */
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_KEY_EMPTY,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_KEY_LENGTH,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_HUB_MAINTAINED, /* $metadata, $version */
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_STRING_LENGTH,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_INTEGER_RANGE,  /* outside +-2^52 */
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_NUMBER_RANGE,   /* not a finite double */
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_NULL_IN_ARRAY,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_DEPTH,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_SIZE,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_REPORTED,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_UNKNOWN_FIELD,  /* at the top level */
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_ID_MISMATCH,    /* deviceId, moduleId */
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_DUPLICATE_KEY,
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_NUL,            /* \u0000 */
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_NOT_OBJECT,     /* patch, tags, ... */
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_SYNTAX,         /* rc SYNTAX */
+    NGX_HTTP_IOTHUB_TWIN_PATCH_RULES                /* the number of codes */
+} ngx_http_iothub_twin_patch_rule_e;
+
+
+const char *ngx_http_iothub_twin_patch_rule_name(
+    ngx_http_iothub_twin_patch_rule_e rule);
+
+
 /* called once per written path, in document order; path is e.g.
  * "tags.location.city" or "properties.desired.telemetry.interval", not
  * NUL-terminated, valid only during the call; is_delete is 1 for a null
@@ -163,6 +206,7 @@ typedef struct {
     unsigned                             npaths;
     size_t                               error_offset;  /* byte offset */
     ngx_http_iothub_twin_patch_reason_e  reason;
+    ngx_http_iothub_twin_patch_rule_e    rule;
     char                                 error[320];    /* NUL-terminated */
 } ngx_http_iothub_twin_patch_t;
 

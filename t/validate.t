@@ -21,8 +21,9 @@ EOF
 my $k1024 = 'k' x 1024;
 my $s4096 = 's' x 4096;
 my $max = 4503599627370495;
-my $deep10 = '{"a":' x 9 . '{"z":1}' . '}' x 9;
-my $deep11 = '{"a":' x 10 . '{"z":1}' . '}' x 10;
+# the section object is level 0, the object value of its key level 1
+my $deep10 = '{"a":' x 10 . '{"z":1}' . '}' x 10;
+my $deep11 = '{"a":' x 11 . '{"z":1}' . '}' x 11;
 
 # refusals: [ body, status code name, message pattern, what ]
 my @refused = (
@@ -132,7 +133,7 @@ my @accepted = (
     [ qq({"tags":{"a":4503599627370495,"b":-4503599627370496}}),
       'integers at the range ends', 'tags.a tags.b' ],
     [ '{"tags":' . $deep10 . '}', '10 levels of objects',
-      'tags' . '.a' x 9 . '.z' ],
+      'tags' . '.a' x 10 . '.z' ],
     [ '{"tags":{"a":[1,"x",[true,{"b":2}]]}}', 'arrays', 'tags.a' ],
     [ qq({"properties":{"desired":{"a":null,"b":{"c":null}}}}),
       'nulls are deletes', 'properties.desired.a properties.desired.b.c' ],
@@ -157,6 +158,53 @@ for my $case (@accepted) {
 is_deeply($t->hub_twin('dev1')->{tags}, { location => { city => 'Oslo' } },
           'an empty patch changes nothing');
 is($t->hub_twin('dev1')->{version}, 2, 'but it is a new version');
+
+# depth, counted as the hub counts it: its own example of the deepest valid
+# twin, in tags and desired, device and module twins, is forwarded and
+# applied; one level more is refused and nothing is forwarded
+
+my @levels = qw(one two three four five six seven eight nine ten);
+my $example = '{"property":"value"}';
+$example = qq({"$_":$example}) for reverse @levels;
+my $too_deep = '{"property":"value"}';
+$too_deep = qq({"$_":$too_deep}) for reverse(@levels, 'eleven');
+
+for my $twin ([ 'dev1' ], [ 'dev1', 'mod1' ]) {
+    my ($dev, $mod) = @$twin;
+    my $path = "/twins/$dev" . (defined $mod ? "/modules/$mod" : '');
+    my $what = defined $mod ? 'module twin' : 'device twin';
+
+    for my $section ('tags', 'properties.desired') {
+        my $wrap = $section eq 'tags'
+                   ? sub { qq({"tags":$_[0]}) }
+                   : sub { qq({"properties":{"desired":$_[0]}}) };
+
+        $t->hub_reset;
+        my $body = $wrap->($example);
+        $r = $t->patch($path, $body);
+        is($r->{status}, 200, "hub's 10-level example in $section, $what: 200");
+        is($r->{headers}{'x-paths'},
+           join('.', $section, @levels, 'property'),
+           "hub's 10-level example in $section, $what: the path");
+        is($t->hub_requests->[0]{body}, $body,
+           "hub's 10-level example in $section, $what: forwarded");
+
+        my $node = $t->hub_twin($dev, $mod);
+        $node = $section eq 'tags' ? $node->{tags}
+                                   : $node->{properties}{desired};
+        $node = $node->{$_} // {} for @levels;
+        is($node->{property}, 'value',
+           "hub's 10-level example in $section, $what: applied");
+
+        $t->hub_reset;
+        $r = $t->patch($path, $wrap->($too_deep));
+        IoTHubTwin::is_hub_error($r, 400, 'ArgumentInvalid',
+                                 qr/ten\.eleven: more than 10 levels/,
+                                 "11 levels in $section, $what: refused");
+        is(scalar @{$t->hub_requests}, 0,
+           "11 levels in $section, $what: nothing forwarded");
+    }
+}
 
 # a module twin: moduleId must match
 

@@ -59,9 +59,12 @@ test_paths(void)
           "dev#?%$'()*+,;=@!:-._", NULL,
           "/twins/dev%23%3F%25%24'()*%2B%2C%3B%3D%40!%3A-._" },
 
-        /* the C SDK sends IDs unencoded: decoded once, encoded canonically */
-        { "/twins/a#b$c/modules/m:x@y", NGX_HTTP_IOTHUB_TWIN_TARGET_OK, 0,
-          "a#b$c", "m:x@y", "/twins/a%23b%24c/modules/m%3Ax%40y" },
+        /*
+         * the C SDK sends IDs unencoded: decoded once, encoded canonically
+         * (a raw '#' or '?' cannot arrive that way: below and in the query)
+         */
+        { "/twins/a+b$c/modules/m:x@y", NGX_HTTP_IOTHUB_TWIN_TARGET_OK, 0,
+          "a+b$c", "m:x@y", "/twins/a%2Bb%24c/modules/m%3Ax%40y" },
 
         /* lowercase hex escapes are decoded, and re-encoded uppercase */
         { "/twins/a%2b", NGX_HTTP_IOTHUB_TWIN_TARGET_OK, 0,
@@ -82,10 +85,43 @@ test_paths(void)
           NGX_HTTP_IOTHUB_TWIN_ID_SLASH, NULL, NULL, NULL },
         { "/twins/a%2fb", NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_ID,
           NGX_HTTP_IOTHUB_TWIN_ID_SLASH, NULL, NULL, NULL },
-        { "/twins/a%252Fb", NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_ID,
-          NGX_HTTP_IOTHUB_TWIN_ID_DOUBLE_ENCODED, NULL, NULL, NULL },
-        { "/twins/a%2541", NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_ID,
-          NGX_HTTP_IOTHUB_TWIN_ID_DOUBLE_ENCODED, NULL, NULL, NULL },
+        /*
+         * decoded exactly once: what still reads as an escape is an ID of
+         * '%' and characters, and goes upstream with '%' as %25
+         */
+        { "/twins/%2541", NGX_HTTP_IOTHUB_TWIN_TARGET_OK, 0,
+          "%41", NULL, "/twins/%2541" },
+        { "/twins/a%2541", NGX_HTTP_IOTHUB_TWIN_TARGET_OK, 0,
+          "a%41", NULL, "/twins/a%2541" },
+        { "/twins/a%252Fb", NGX_HTTP_IOTHUB_TWIN_TARGET_OK, 0,
+          "a%2Fb", NULL, "/twins/a%252Fb" },
+        { "/twins/a%252fb", NGX_HTTP_IOTHUB_TWIN_TARGET_OK, 0,
+          "a%2fb", NULL, "/twins/a%252fb" },
+        { "/twins/dev1%250d%250a/modules/m%25252F",
+          NGX_HTTP_IOTHUB_TWIN_TARGET_OK, 0,
+          "dev1%0d%0a", "m%252F", "/twins/dev1%250d%250a/modules/m%25252F" },
+        { "/twins/%", NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_ID,
+          NGX_HTTP_IOTHUB_TWIN_ID_BAD_ESCAPE, NULL, NULL, NULL },
+        { "/twins/%25", NGX_HTTP_IOTHUB_TWIN_TARGET_OK, 0,
+          "%", NULL, "/twins/%25" },
+        { "/twins/%2F", NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_ID,
+          NGX_HTTP_IOTHUB_TWIN_ID_SLASH, NULL, NULL, NULL },
+        { "/twins/d/modules/%2f", NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_ID,
+          NGX_HTTP_IOTHUB_TWIN_ID_SLASH, NULL, NULL, NULL },
+        { "/twins/%250d%0d", NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_ID,
+          NGX_HTTP_IOTHUB_TWIN_ID_BAD_CHAR, NULL, NULL, NULL },
+
+        /* a raw '#' starts a fragment, wherever it is; %23 is an ID char */
+        { "/twins/dev1#frag", NGX_HTTP_IOTHUB_TWIN_TARGET_FRAGMENT, 0,
+          NULL, NULL, NULL },
+        { "/twins/dev1/modules/m#", NGX_HTTP_IOTHUB_TWIN_TARGET_FRAGMENT, 0,
+          NULL, NULL, NULL },
+        { "/twins/#/modules/m", NGX_HTTP_IOTHUB_TWIN_TARGET_FRAGMENT, 0,
+          NULL, NULL, NULL },
+        { "/devices/x#", NGX_HTTP_IOTHUB_TWIN_TARGET_FRAGMENT, 0,
+          NULL, NULL, NULL },
+        { "/twins/dev1%23frag", NGX_HTTP_IOTHUB_TWIN_TARGET_OK, 0,
+          "dev1#frag", NULL, "/twins/dev1%23frag" },
         { "/twins/a%00b", NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_ID,
           NGX_HTTP_IOTHUB_TWIN_ID_BAD_CHAR, NULL, NULL, NULL },
         { "/twins/caf%C3%A9", NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_ID,
@@ -114,13 +150,22 @@ test_paths(void)
           NGX_HTTP_IOTHUB_TWIN_ID_EMPTY, NULL, NULL, NULL },
         { "/twins/d/modules/", NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_ID,
           NGX_HTTP_IOTHUB_TWIN_ID_EMPTY, NULL, NULL, NULL },
-        { "/twins/d/", NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_PATH, 0,
+        /* any other shape is not a twin path: 404, never an ID with '/' */
+        { "/twins/d/", NGX_HTTP_IOTHUB_TWIN_TARGET_NOT_TWIN, 0,
           NULL, NULL, NULL },
-        { "/twins/a/b", NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_PATH, 0,
+        { "/twins/a/b", NGX_HTTP_IOTHUB_TWIN_TARGET_NOT_TWIN, 0,
           NULL, NULL, NULL },
-        { "/twins/d/modules/m/x", NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_PATH, 0,
+        { "/twins/lab-42/things/x", NGX_HTTP_IOTHUB_TWIN_TARGET_NOT_TWIN, 0,
           NULL, NULL, NULL },
-        { "/twins/d/Modules/m", NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_PATH, 0,
+        { "/twins/d/modules", NGX_HTTP_IOTHUB_TWIN_TARGET_NOT_TWIN, 0,
+          NULL, NULL, NULL },
+        { "/twins/d/modules/m/x", NGX_HTTP_IOTHUB_TWIN_TARGET_NOT_TWIN, 0,
+          NULL, NULL, NULL },
+        { "/twins/d/modules/m/", NGX_HTTP_IOTHUB_TWIN_TARGET_NOT_TWIN, 0,
+          NULL, NULL, NULL },
+        { "/twins/d/Modules/m", NGX_HTTP_IOTHUB_TWIN_TARGET_NOT_TWIN, 0,
+          NULL, NULL, NULL },
+        { "/twins/a%2/b", NGX_HTTP_IOTHUB_TWIN_TARGET_NOT_TWIN, 0,
           NULL, NULL, NULL },
         { "/twins//modules/m", NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_ID,
           NGX_HTTP_IOTHUB_TWIN_ID_EMPTY, NULL, NULL, NULL },
@@ -208,6 +253,8 @@ test_query(void)
         { "x=1", 0 },
         { "api-version=2021-04-12&x=1", 0 },
         { "API-VERSION=2021-04-12", 0 },
+        { "api-version=2021-04-12#frag", 0 },
+        { "#", 0 },
     };
 
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -340,12 +340,12 @@ static const test_patch_case_t  test_patch_cases[] = {
 
     { "object in array counts a level",
       "{\"tags\":{\"l1\":{\"l2\":{\"l3\":{\"l4\":{\"l5\":{\"l6\":{\"l7\":"
-      "{\"l8\":{\"l9\":[{\"l10\":{}}]}}}}}}}}}}", 0, INV, NULL,
-      "more than 10 levels", 0 },
+      "{\"l8\":{\"l9\":{\"l10\":[{\"l11\":{}}]}}}}}}}}}}}", 0, INV, NULL,
+      "l9.l10.l11: more than 10 levels", 0 },
     { "object in array at level 10",
       "{\"tags\":{\"l1\":{\"l2\":{\"l3\":{\"l4\":{\"l5\":{\"l6\":{\"l7\":"
-      "{\"l8\":{\"l9\":[{\"l10\":1}]}}}}}}}}}}", 0, OK,
-      "tags.l1.l2.l3.l4.l5.l6.l7.l8.l9", NULL, 0 },
+      "{\"l8\":{\"l9\":{\"l10\":[{\"l11\":1}]}}}}}}}}}}}", 0, OK,
+      "tags.l1.l2.l3.l4.l5.l6.l7.l8.l9.l10", NULL, 0 },
     { "arrays do not count",
       "{\"tags\":{\"a\":[[[[[[[[[[[[1]]]]]]]]]]]]}}", 0, OK, "tags.a", NULL,
       0 },
@@ -603,6 +603,8 @@ static void test_patch_misc_exhausted(void);
 static void test_patch_misc_many_objects(void);
 static void test_patch_misc_size_on_error(void);
 static void test_patch_misc_raised_limits(void);
+static void test_patch_misc_rules(void);
+static void test_patch_misc_stops(void);
 
 static const test_patch_misc_pt  test_patch_misc[] = {
     test_patch_misc_limits,
@@ -620,6 +622,8 @@ static const test_patch_misc_pt  test_patch_misc[] = {
     test_patch_misc_many_objects,
     test_patch_misc_size_on_error,
     test_patch_misc_raised_limits,
+    test_patch_misc_rules,
+    test_patch_misc_stops,
 };
 
 
@@ -761,33 +765,85 @@ test_patch_generate(void)
         test_patch_repeat("{\"etag\":\"", "x", 100000, "\"}"),
         OK, "", NULL, 0);
 
-    /* depth: 10 levels of objects, the section object is level 1 */
+    /*
+     * depth: 10 levels of objects below the section, counted as the hub
+     * counts them: the section object is level 0, the object value of one
+     * of its keys level 1; the hub's own example is valid, one more level
+     * is not, in tags and in desired, in device and in module twins
+     */
+
+    test_patch_add("hub example in tags, module twin",
+        "{\"tags\":{\"one\":{\"two\":{\"three\":{\"four\":{\"five\":"
+        "{\"six\":{\"seven\":{\"eight\":{\"nine\":{\"ten\":"
+        "{\"property\":\"value\"}}}}}}}}}}}}",
+        OK, "tags.one.two.three.four.five.six.seven.eight.nine.ten.property",
+        NULL, 0);
+    test_patch_add("hub example in tags, device twin",
+        "{\"tags\":{\"one\":{\"two\":{\"three\":{\"four\":{\"five\":"
+        "{\"six\":{\"seven\":{\"eight\":{\"nine\":{\"ten\":"
+        "{\"property\":\"value\"}}}}}}}}}}}}",
+        OK, "tags.one.two.three.four.five.six.seven.eight.nine.ten.property",
+        NULL, DEVICE_TWIN);
+    test_patch_add("hub example plus one in tags, module twin",
+        "{\"tags\":{\"one\":{\"two\":{\"three\":{\"four\":{\"five\":"
+        "{\"six\":{\"seven\":{\"eight\":{\"nine\":{\"ten\":"
+        "{\"eleven\":{\"property\":\"value\"}}}}}}}}}}}}}",
+        INV, NULL, "tags.one.two....en.eight.nine.ten.eleven: "
+        "more than 10 levels", 0);
+    test_patch_add("hub example plus one in tags, device twin",
+        "{\"tags\":{\"one\":{\"two\":{\"three\":{\"four\":{\"five\":"
+        "{\"six\":{\"seven\":{\"eight\":{\"nine\":{\"ten\":"
+        "{\"eleven\":{\"property\":\"value\"}}}}}}}}}}}}}",
+        INV, NULL, "more than 10 levels", DEVICE_TWIN);
+    test_patch_add("hub example in desired, module twin",
+        "{\"properties\":{\"desired\":{\"one\":{\"two\":{\"three\":"
+        "{\"four\":{\"five\":{\"six\":{\"seven\":{\"eight\":{\"nine\":"
+        "{\"ten\":{\"property\":\"value\"}}}}}}}}}}}}}",
+        OK, "properties.desired.one.two.three.four.five.six.seven.eight.nine"
+        ".ten.property", NULL, 0);
+    test_patch_add("hub example in desired, device twin",
+        "{\"properties\":{\"desired\":{\"one\":{\"two\":{\"three\":"
+        "{\"four\":{\"five\":{\"six\":{\"seven\":{\"eight\":{\"nine\":"
+        "{\"ten\":{\"property\":\"value\"}}}}}}}}}}}}}",
+        OK, "properties.desired.one.two.three.four.five.six.seven.eight.nine"
+        ".ten.property", NULL, DEVICE_TWIN);
+    test_patch_add("hub example plus one in desired, module twin",
+        "{\"properties\":{\"desired\":{\"one\":{\"two\":{\"three\":"
+        "{\"four\":{\"five\":{\"six\":{\"seven\":{\"eight\":{\"nine\":"
+        "{\"ten\":{\"eleven\":{\"property\":\"value\"}}}}}}}}}}}}}}",
+        INV, NULL, "properties.desired.one.two....en.eight.nine.ten."
+        "eleven: more than 10 levels", 0);
+    test_patch_add("hub example plus one in desired, device twin",
+        "{\"properties\":{\"desired\":{\"one\":{\"two\":{\"three\":"
+        "{\"four\":{\"five\":{\"six\":{\"seven\":{\"eight\":{\"nine\":"
+        "{\"ten\":{\"eleven\":{\"property\":\"value\"}}}}}}}}}}}}}}",
+        INV, NULL, "more than 10 levels", DEVICE_TWIN);
 
     test_patch_add("depth 10 in tags",
-        test_patch_nest("{\"tags\":", 9, "{\"k\":", "{\"k\":1}", "}", "}"),
-        OK, "tags.k.k.k.k.k.k.k.k.k.k", NULL, 0);
-    test_patch_add("depth 11 in tags",
         test_patch_nest("{\"tags\":", 10, "{\"k\":", "{\"k\":1}", "}", "}"),
-        INV, NULL, "tags.k.k.k.k.k.k.k.k.k.k: more than 10 levels", 0);
+        OK, "tags.k.k.k.k.k.k.k.k.k.k.k", NULL, 0);
+    test_patch_add("depth 11 in tags",
+        test_patch_nest("{\"tags\":", 11, "{\"k\":", "{\"k\":1}", "}", "}"),
+        INV, NULL, "tags.k.k.k.k.k.k.k.k.k.k.k: more than 10 levels", 0);
     test_patch_add("depth 10 empty object leaf",
-        test_patch_nest("{\"tags\":", 9, "{\"k\":", "{}", "}", "}"),
-        OK, "tags.k.k.k.k.k.k.k.k.k", NULL, 0);
-    test_patch_add("depth 11 empty object",
         test_patch_nest("{\"tags\":", 10, "{\"k\":", "{}", "}", "}"),
+        OK, "tags.k.k.k.k.k.k.k.k.k.k", NULL, 0);
+    test_patch_add("depth 11 empty object",
+        test_patch_nest("{\"tags\":", 11, "{\"k\":", "{}", "}", "}"),
         INV, NULL, "more than 10 levels", 0);
     test_patch_add("depth 10 in desired",
-        test_patch_nest("{\"properties\":{\"desired\":", 9, "{\"k\":",
-                        "{\"k\":null}", "}", "}}"),
-        OK, "!properties.desired.k.k.k.k.k.k.k.k.k.k", NULL, 0);
-    test_patch_add("depth 11 in desired",
         test_patch_nest("{\"properties\":{\"desired\":", 10, "{\"k\":",
+                        "{\"k\":null}", "}", "}}"),
+        OK, "!properties.desired.k.k.k.k.k.k.k.k.k.k.k", NULL, 0);
+    test_patch_add("depth 11 in desired",
+        test_patch_nest("{\"properties\":{\"desired\":", 11, "{\"k\":",
                         "{\"k\":null}", "}", "}}"),
         INV, NULL, "more than 10 levels", 0);
     test_patch_add("depth 10 through arrays",
-        test_patch_nest("{\"tags\":", 9, "{\"k\":[", "{\"k\":1}", "]}", "}"),
+        test_patch_nest("{\"tags\":", 10, "{\"k\":[", "{\"k\":1}", "]}", "}"),
         OK, "tags.k", NULL, 0);
     test_patch_add("depth 11 through arrays",
-        test_patch_nest("{\"tags\":", 10, "{\"k\":[", "{\"k\":1}", "]}", "}"),
+        test_patch_nest("{\"tags\":", 11, "{\"k\":[", "{\"k\":1}", "]}", "}"),
         INV, NULL, "more than 10 levels", 0);
     test_patch_add("read-only depth 30",
         test_patch_nest("{\"configurations\":", 30, "{\"k\":", "1", "}", "}"),
@@ -1798,9 +1854,12 @@ test_patch_misc_raised_limits(void)
     key = test_patch_repeat("{\"", "k", 1024, "\":");
     ok = 1;
 
-    /* 18 + 10 * 1025 bytes fill the buffer exactly; one more key fails */
+    /*
+     * 18 + 11 * 1025 bytes hold 10 keys and ".a"; 11 keys and ".a" do
+     * not fit
+     */
 
-    in = test_patch_nest("{\"properties\":{\"desired\":", 10, key,
+    in = test_patch_nest("{\"properties\":{\"desired\":", 11, key,
                          "{\"a\":1}", "}", "}}");
 
     memset(&p, 0, sizeof(p));
@@ -1818,7 +1877,7 @@ test_patch_misc_raised_limits(void)
         ok = 0;
     }
 
-    in = test_patch_nest("{\"properties\":{\"desired\":", 9, key,
+    in = test_patch_nest("{\"properties\":{\"desired\":", 10, key,
                          "{\"a\":1}", "}", "}}");
 
     rc = ngx_http_iothub_twin_patch_validate(&p, (unsigned char *) in,
@@ -1841,4 +1900,259 @@ test_patch_misc_raised_limits(void)
     }
 
     test_patch_ok(ok, "raised limits, path buffer bound");
+}
+
+
+/* every refusal class sets its rule code, and each code has its name */
+
+static void
+test_patch_misc_rules(void)
+{
+    int                            ok, rc;
+    size_t                         i;
+    const char                    *name;
+    ngx_http_iothub_twin_patch_t   p;
+
+#define R(r)  NGX_HTTP_IOTHUB_TWIN_PATCH_RULE_##r
+
+    static const struct {
+        const char                          *input;
+        unsigned                             flags;
+        ngx_http_iothub_twin_patch_rule_e    rule;
+        const char                          *name;
+    } cases[] = {
+        { "{\"tags\":{\"a\":1}}", 0, R(NONE), "other" },
+        { "{\"tags\":{\"a$\":1}}", 0, R(KEY_DOLLAR), "key_dollar" },
+        { "{\"tags\":{\"\\u0024a\":1}}", 0, R(KEY_DOLLAR), "key_dollar" },
+        { "{\"tags\":{\"a.b\":1}}", 0, R(KEY_DOT), "key_dot" },
+        { "{\"tags\":{\"a b\":1}}", 0, R(KEY_SPACE), "key_space" },
+        { "{\"tags\":{\"a\\u0085\":1}}", 0, R(KEY_CONTROL), "key_control" },
+        { "{\"tags\":{\"\":1}}", 0, R(KEY_EMPTY), "key_empty" },
+        { "{\"properties\":{\"desired\":{\"$version\":1}}}", 0,
+          R(HUB_MAINTAINED), "hub_maintained" },
+        { "{\"tags\":{\"a\":1e999}}", 0, R(NUMBER_RANGE), "number_range" },
+        { "{\"tags\":{\"a\":4503599627370496}}", 0, R(INTEGER_RANGE),
+          "integer_range" },
+        { "{\"tags\":{\"a\":[1,null]}}", 0, R(NULL_IN_ARRAY),
+          "null_in_array" },
+        { "{\"tags\":{\"1\":{\"2\":{\"3\":{\"4\":{\"5\":{\"6\":{\"7\":"
+          "{\"8\":{\"9\":{\"10\":{\"11\":{}}}}}}}}}}}}}", 0, R(DEPTH),
+          "depth" },
+        { "{\"properties\":{\"reported\":{}}}", 0, R(REPORTED), "reported" },
+        { "{\"tag\":{}}", 0, R(UNKNOWN_FIELD), "unknown_field" },
+        { "{\"deviceId\":\"other\"}", 0, R(ID_MISMATCH), "id_mismatch" },
+        { "{\"moduleId\":\"mod-2\"}", 0, R(ID_MISMATCH), "id_mismatch" },
+        { "{\"moduleId\":\"mod-1\"}", DEVICE_TWIN, R(ID_MISMATCH),
+          "id_mismatch" },
+        { "{\"tags\":{\"a\":1,\"a\":2}}", 0, R(DUPLICATE_KEY),
+          "duplicate_key" },
+        { "{\"etag\":\"\\u0000\"}", 0, R(NUL), "nul" },
+        { "[]", 0, R(NOT_OBJECT), "not_object" },
+        { "1", 0, R(NOT_OBJECT), "not_object" },
+        { "{\"tags\":[]}", 0, R(NOT_OBJECT), "not_object" },
+        { "{\"tags\":{\"a\":1,}}", 0, R(SYNTAX), "syntax" },
+        { "{\"tags\":{\"a\":\"\xff\"}}", 0, R(SYNTAX), "syntax" },
+        { "{\"properties\":{\"other\":{}}}", 0, R(NONE), "other" },
+        { "{\"deviceId\":1}", 0, R(NONE), "other" },
+        { "{\"tags\":{\"a\":1,\"b\":2}}", REFUSE_2ND, R(NONE), "other" },
+    };
+
+    ok = 1;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        test_patch_paths_t  *paths;
+
+        paths = malloc(sizeof(test_patch_paths_t));
+        if (paths == NULL) {
+            exit(2);
+        }
+
+        rc = test_patch_run(cases[i].input, strlen(cases[i].input),
+                            cases[i].flags, 0, &p, paths);
+        free(paths);
+
+        name = ngx_http_iothub_twin_patch_rule_name(p.rule);
+
+        if (p.rule != cases[i].rule || strcmp(name, cases[i].name) != 0
+            || (rc == OK) != (i == 0)
+            || (rc == SYN) != (cases[i].rule == R(SYNTAX)))
+        {
+            printf("#   %s: rc %d, rule %d (%s), expected %d (%s): %s\n",
+                   cases[i].input, rc, (int) p.rule, name,
+                   (int) cases[i].rule, cases[i].name, p.error);
+            ok = 0;
+        }
+    }
+
+    /* the size rule needs a big input */
+
+    {
+        char  *in;
+
+        in = test_patch_keys("{\"tags\":{", 1000, "\"k%u\":\"vvvvvvvvvv\"",
+                             "\"x\":1", "}}");
+        rc = test_patch_run(in, strlen(in), 0, 0, &p, NULL);
+
+        if (rc != INV || p.rule != R(SIZE)
+            || strcmp(ngx_http_iothub_twin_patch_rule_name(p.rule), "size"))
+        {
+            printf("#   size: rc %d rule %d\n", rc, (int) p.rule);
+            ok = 0;
+        }
+
+        in = test_patch_repeat("{\"tags\":{\"", "k", 1025, "\":1}}");
+        rc = test_patch_run(in, strlen(in), 0, 0, &p, NULL);
+
+        if (rc != INV || p.rule != R(KEY_LENGTH)) {
+            printf("#   key length: rc %d rule %d\n", rc, (int) p.rule);
+            ok = 0;
+        }
+
+        in = test_patch_repeat("{\"tags\":{\"a\":\"", "s", 4097, "\"}}");
+        rc = test_patch_run(in, strlen(in), 0, 0, &p, NULL);
+
+        if (rc != INV || p.rule != R(STRING_LENGTH)) {
+            printf("#   string length: rc %d rule %d\n", rc, (int) p.rule);
+            ok = 0;
+        }
+
+        in = test_patch_nest("{\"configurations\":", 64, "[", "", "]", "}");
+        rc = test_patch_run(in, strlen(in), 0, 0, &p, NULL);
+
+        if (rc != INV || p.rule != R(NONE)) {
+            printf("#   nesting: rc %d rule %d\n", rc, (int) p.rule);
+            ok = 0;
+        }
+    }
+
+    /* names: one per code, the metric labels; out of range is "other" */
+
+    if (strcmp(ngx_http_iothub_twin_patch_rule_name(
+                   NGX_HTTP_IOTHUB_TWIN_PATCH_RULES), "other") != 0
+        || strcmp(ngx_http_iothub_twin_patch_rule_name(R(SYNTAX)), "syntax")
+           != 0
+        || strcmp(ngx_http_iothub_twin_patch_rule_name(R(KEY_DOT)), "key_dot")
+           != 0)
+    {
+        printf("#   names\n");
+        ok = 0;
+    }
+
+#undef R
+
+    test_patch_ok(ok, "each refusal class sets its rule code");
+}
+
+
+/*
+ * Every byte that stops the fast string and key loops (16 bytes at a time
+ * with SSE2, 4 at a time in the scalar loops), at every offset of strings
+ * and keys of 1 to 48 bytes, and at the end of the input: the result and
+ * the offset are those of the byte itself.
+ */
+
+static void
+test_patch_misc_stops(void)
+{
+    int                            ok, rc;
+    char                           in[256];
+    size_t                         i, len, at, prefix;
+    const char                    *what;
+    ngx_http_iothub_twin_patch_t   p;
+
+    static const struct {
+        const char   *bytes;
+        int           in_key;       /* 1: in the key, 0: in the value */
+        int           rc;
+        const char   *error;
+    } stops[] = {
+        { "\\n", 0, OK, NULL },
+        { "\\u00e9", 0, OK, NULL },
+        { "\xc3\xa9", 0, OK, NULL },
+        { "\xf0\x9f\x98\x80", 0, OK, NULL },
+        { "\x01", 0, SYN, "control character" },
+        { "\x7f", 0, OK, NULL },
+        { "\xff", 0, SYN, "invalid UTF-8" },
+        { "\xe2\x82", 0, SYN, "invalid UTF-8" },
+        { ".", 0, OK, NULL },
+        { "\\n", 1, INV, "control character" },
+        { "\xc3\xa9", 1, OK, NULL },
+        { "\x1f", 1, SYN, "control character" },
+        { ".", 1, INV, "key contains '.'" },
+        { "$", 1, INV, "key contains '$'" },
+        { " ", 1, INV, "key contains a space" },
+        { "\x7f", 1, INV, "control character" },
+        { "\xc2\x85", 1, INV, "control character" },
+        { "\xc0\x80", 1, SYN, "invalid UTF-8" },
+    };
+
+    ok = 1;
+    prefix = strlen("{\"tags\":{\"");
+
+    for (i = 0; i < sizeof(stops) / sizeof(stops[0]); i++) {
+
+        for (len = 1; len <= 48; len++) {
+            for (at = 0; at < len; at++) {
+
+                /* len plain bytes with the stop inserted at offset at */
+
+                if (stops[i].in_key) {
+                    snprintf(in, sizeof(in), "{\"tags\":{\"%.*s%s%.*s\":1}}",
+                             (int) at, "abcdefghijklmnopqrstuvwxyzABCDEF"
+                             "GHIJKLMNOPQRSTUV", stops[i].bytes,
+                             (int) (len - at), "0123456789012345678901234"
+                             "56789012345678901234567");
+
+                } else {
+                    snprintf(in, sizeof(in),
+                             "{\"tags\":{\"k\":\"%.*s%s%.*s\"}}",
+                             (int) at, "abcdefghijklmnopqrstuvwxyzABCDEF"
+                             "GHIJKLMNOPQRSTUV", stops[i].bytes,
+                             (int) (len - at), "0123456789012345678901234"
+                             "56789012345678901234567");
+                }
+
+                rc = test_patch_run(in, strlen(in), 0, 0, &p, NULL);
+
+                what = NULL;
+
+                if (rc != stops[i].rc) {
+                    what = "rc";
+
+                } else if (stops[i].error
+                           && strstr(p.error, stops[i].error) == NULL)
+                {
+                    what = "message";
+
+                } else if (rc == SYN
+                           && p.error_offset != prefix + at
+                                                + (stops[i].in_key ? 0 : 4))
+                {
+                    what = "offset";
+                }
+
+                if (what) {
+                    printf("#   %s: %s (rc %d at %u: %s)\n", what, in, rc,
+                           (unsigned) p.error_offset, p.error);
+                    ok = 0;
+                    goto done;
+                }
+            }
+        }
+
+        /* the input ends inside the string, after the stop */
+
+        len = (size_t) snprintf(in, sizeof(in), "{\"tags\":{\"k\":\"%s%s",
+                                "abcdefghijklmnopqrstuvwxyz", stops[i].bytes);
+        rc = test_patch_run(in, len, 0, 0, &p, NULL);
+
+        if (rc != SYN) {
+            printf("#   truncated: %s (rc %d: %s)\n", in, rc, p.error);
+            ok = 0;
+        }
+    }
+
+done:
+
+    test_patch_ok(ok, "stops at every offset of strings and keys");
 }
