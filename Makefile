@@ -46,19 +46,24 @@ all: build
 
 build: $(MODULE)
 
+# installs those of the Debian packages $(1) that are missing
+define apt_install
+@missing=""; \
+for p in $(1); do \
+    dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null \
+        | grep -q "install ok installed" || missing="$$missing $$p"; \
+done; \
+if [ -n "$$missing" ]; then \
+    echo "installing:$$missing"; \
+    sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+    $$sudo apt-get update -qq; \
+    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
+        -o DPkg::Lock::Timeout=300 --no-install-recommends $$missing; \
+fi
+endef
+
 deps:
-	@missing=""; \
-	for p in $(DEB_PACKAGES); do \
-	    dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null \
-	        | grep -q "install ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	    echo "installing:$$missing"; \
-	    sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
-	    $$sudo apt-get update -qq; \
-	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
-	        --no-install-recommends $$missing; \
-	fi
+	$(call apt_install,$(DEB_PACKAGES))
 	@# the official Node SDK for t/sdk.t: Node from Debian when the machine
 	@# has none (the machine's own Node 20 is used when it is there)
 	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
@@ -185,18 +190,7 @@ DEB_VERSION     = $(shell dpkg-parsechangelog -l debian/changelog -S Version)
 DEB_DIR        := $(BUILD)/deb
 
 deb-deps:
-	@missing=""; \
-	for p in $(DEB_BUILD_DEPS); do \
-	    dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null \
-	        | grep -q "install ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	    echo "installing:$$missing"; \
-	    sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
-	    $$sudo apt-get update -qq; \
-	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
-	        -o DPkg::Lock::Timeout=300 --no-install-recommends $$missing; \
-	fi
+	$(call apt_install,$(DEB_BUILD_DEPS))
 
 # dpkg-buildpackage writes its results beside the source folder, so the
 # source is copied into build/deb first: everything lands in build/deb

@@ -681,27 +681,16 @@ class Hub:
             self.config.update(update)
             return copy.deepcopy(self.config)
 
-    def take_answer_fault(self):
-        """Consume one injected fault on a 200 answer, if any is pending."""
+    def take_injected(self, kind):
+        """Consume one injected "fail" or "answer" fault, if one is pending."""
         with self.lock:
-            fault = self.config["answer"]
+            fault = self.config[kind]
             if not fault:
                 return None
             fault["remaining"] -= 1
             if fault["remaining"] <= 0:
-                self.config["answer"] = None
+                self.config[kind] = None
             return dict(fault)
-
-    def take_failure(self):
-        """Consume one injected failure, if any is pending."""
-        with self.lock:
-            fail = self.config["fail"]
-            if not fail:
-                return None
-            fail["remaining"] -= 1
-            if fail["remaining"] <= 0:
-                self.config["fail"] = None
-            return dict(fail)
 
     # ---- request log ----
 
@@ -743,7 +732,7 @@ class Hub:
         resp.headers.append(("x-ms-request-id", str(uuid.uuid4())))
         resp.headers.append(("Content-Type", JSON_TYPE))
         if resp.status == 200:
-            resp.fault = self.take_answer_fault()
+            resp.fault = self.take_injected("answer")
             if resp.fault:
                 record["answer_fault"] = resp.fault["mode"]
         record["status"] = resp.status
@@ -755,7 +744,7 @@ class Hub:
             raise req.error
         check_host(req)
         self.authenticate(req, record)
-        fail = self.take_failure()
+        fail = self.take_injected("fail")
         if fail:
             record["injected"] = True
             raise injected_error(fail)

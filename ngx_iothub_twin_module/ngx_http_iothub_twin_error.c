@@ -360,9 +360,7 @@ static ngx_int_t
 ngx_http_iothub_twin_send_error(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *code, ngx_str_t *text)
 {
-    ngx_buf_t    *b;
-    ngx_int_t     rc;
-    ngx_chain_t   out;
+    ngx_buf_t  *b;
 
     if (r->request_body == NULL && !r->discard_body
         && ngx_http_discard_request_body(r) != NGX_OK)
@@ -374,6 +372,18 @@ ngx_http_iothub_twin_send_error(ngx_http_request_t *r, ngx_uint_t status,
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    return ngx_http_iothub_twin_send(r, b);
+}
+
+
+/* the headers in r->headers_out, then one buffer as the whole body */
+
+ngx_int_t
+ngx_http_iothub_twin_send(ngx_http_request_t *r, ngx_buf_t *b)
+{
+    ngx_int_t    rc;
+    ngx_chain_t  out;
 
     rc = ngx_http_send_header(r);
 

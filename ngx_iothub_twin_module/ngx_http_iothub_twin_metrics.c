@@ -405,7 +405,6 @@ ngx_http_iothub_twin_metrics_handler(ngx_http_request_t *r)
     ngx_buf_t                         *b;
     ngx_uint_t                         i, n, op, d, c, code, rule;
     ngx_atomic_uint_t                  v, cumulative;
-    ngx_chain_t                        out;
     ngx_http_iothub_twin_m_shm_t      *m;
     ngx_http_iothub_twin_m_caller_t   *caller;
     ngx_http_iothub_twin_main_conf_t  *imcf;
@@ -536,16 +535,7 @@ ngx_http_iothub_twin_metrics_handler(ngx_http_request_t *r)
                 "text/plain; version=0.0.4; charset=utf-8");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
 
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_iothub_twin_send(r, b);
 }
 
 

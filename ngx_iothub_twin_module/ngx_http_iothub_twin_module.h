@@ -239,6 +239,7 @@ void ngx_http_iothub_twin_metrics_token(ngx_http_request_t *r);
 ngx_int_t ngx_http_iothub_twin_refuse(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *fmt, ...);
 ngx_int_t ngx_http_iothub_twin_error_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_iothub_twin_send(ngx_http_request_t *r, ngx_buf_t *b);
 ngx_buf_t *ngx_http_iothub_twin_error_body(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *code, ngx_str_t *text);
 
