@@ -283,12 +283,19 @@ ngx_http_iothub_twin_twin_info(const unsigned char *json, size_t len,
             v = 0;
 
             for (p = val; p < next && *p >= '0' && *p <= '9'; p++) {
-                if (v < 1000000000000000000LL / 10) {
-                    v = v * 10 + (*p - '0');
+                if (v >= 1000000000000000000LL / 10) {
+                    break;
                 }
+
+                v = v * 10 + (*p - '0');
             }
 
-            if (p > val) {
+            /* a whole integer of up to 18 digits: not 1.5, 1e3 or more */
+
+            if (p > val
+                && (p == next || *p == ' ' || *p == '\t' || *p == '\r'
+                    || *p == '\n'))
+            {
                 info->version = v;
                 info->has_version = 1;
             }
