@@ -21,7 +21,8 @@
  *
  *   - the twin scanner: an etag it reports lies outside the input or
  *     holds a byte that cannot stand between the quotes of an ETag header
- *     (0x21-0x7e but '"' and '\'), or a version is negative; and, on
+ *     and of an If-Match the gateway accepts (0x21-0x7e but '"', ',' and
+ *     '\', a JSON escape), or a version is negative; and, on
  *     inputs jansson loads (JSON_REJECT_DUPLICATES, an object or an
  *     array), the scanner does not walk an object or walks an array, the
  *     etag it reports is not jansson's "etag" string, the version it
@@ -251,7 +252,8 @@ fuzz_etag_twin(const unsigned char *json, size_t len)
 
         for (i = 0; i < info.etag_len; i++) {
             if (info.etag[i] < 0x21 || info.etag[i] > 0x7e
-                || info.etag[i] == '"' || info.etag[i] == '\\')
+                || info.etag[i] == '"' || info.etag[i] == ','
+                || info.etag[i] == '\\')
             {
                 fuzz_etag_fail("etag cannot go in an ETag header", info.etag,
                                info.etag_len);
