@@ -5,6 +5,8 @@
 #   make test    install what is missing, build, run every test
 #   make bench   the benchmarks (ratios measured side by side in one run)
 #   make fuzz    build the fuzzers; make fuzz-run runs them for a while
+#   make test-asan  every test again, with the module built with ASan and
+#                UBSan and loaded into the distro's nginx
 #   make deb     the Debian package, in build/deb; make test-deb installs it,
 #                runs it, and purges it again
 
@@ -17,6 +19,15 @@ BUILD       := $(CURDIR)/build
 MODDIR      := $(CURDIR)/ngx_iothub_twin_module
 MODULE      := $(BUILD)/ngx_http_iothub_twin_module.so
 CERTS       := $(BUILD)/certs
+
+# the module with AddressSanitizer and UndefinedBehaviorSanitizer, in its
+# own build folder; nginx itself is the distro's, with the runtime
+# preloaded by t/lib/nginx-sanitized.  clang, not gcc: gcc 12's UBSan does
+# not check the non-null arguments of memcpy and friends.
+ASAN_BUILD  := $(BUILD)/asan
+ASAN_MODULE := $(ASAN_BUILD)/ngx_http_iothub_twin_module.so
+SAN_FLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer
+SAN_RUNTIME  = $(shell $(CLANG) -print-file-name=libclang_rt.asan-x86_64.so)
 
 CC          ?= cc
 CLANG       ?= clang
@@ -40,7 +51,7 @@ DEB_PACKAGES := nginx nginx-dev libjansson-dev libssl-dev gcc make perl \
                 libio-socket-ssl-perl
 
 .PHONY: all build deps certs unit test run bench fuzz fuzz-run warnings clean \
-        module-locked deb deb-deps test-deb
+        module-locked test-asan module-asan-locked deb deb-deps test-deb
 
 all: build
 
@@ -97,6 +108,49 @@ module-locked: $(BUILD)/nginx/Makefile
 	    CFLAGS="$$(sed -n 's/^CFLAGS = //p' $(BUILD)/nginx/Makefile \
 	               | sed 's/ -O / -O2 /')"
 	cp $(BUILD)/nginx/ngx_http_iothub_twin_module.so $(MODULE)
+
+$(ASAN_BUILD)/nginx/Makefile: config
+	mkdir -p $(ASAN_BUILD)/nginx
+	cd $(NGX_SRC) && source ./conf_flags \
+	    && ./configure "$${NGX_CONF_FLAGS[@]}" \
+	        --add-dynamic-module=$(CURDIR) --builddir=$(ASAN_BUILD)/nginx \
+	        > $(ASAN_BUILD)/nginx/configure.log 2>&1 \
+	    || { tail -n 30 $(ASAN_BUILD)/nginx/configure.log; exit 1; }
+
+$(ASAN_MODULE): config $(MOD_SRCS)
+	mkdir -p $(ASAN_BUILD)
+	flock $(BUILD)/.build.lock $(MAKE) --no-print-directory \
+	    module-asan-locked
+
+# nginx's own flags (its -Werror among them) and the sanitizers, also at
+# link time, against the shared runtime (ASan's, which holds UBSan's too)
+# that the wrapper preloads
+module-asan-locked: $(ASAN_BUILD)/nginx/Makefile
+	$(MAKE) -s -f $(ASAN_BUILD)/nginx/Makefile -C $(NGX_SRC) modules \
+	    CC=$(CLANG) \
+	    CFLAGS="$$(sed -n 's/^CFLAGS = //p' $(ASAN_BUILD)/nginx/Makefile) \
+	            $(SAN_FLAGS)" \
+	    LINK='$$(CC) $(SAN_FLAGS) -shared-libsan'
+	cp $(ASAN_BUILD)/nginx/ngx_http_iothub_twin_module.so $(ASAN_MODULE)
+
+# Every test with the sanitized module in the distro's nginx.  The harness
+# fails a test on any sanitizer report in its folder (t/lib/nginx-sanitized
+# points the reports there); reports of an nginx started elsewhere go to
+# build/asan/logs, which must stay empty.  The fuzzers are ASan builds
+# already: t/02-fuzz.t replays their corpora in this run too.
+test-asan: deps $(ASAN_MODULE) certs unit fuzz
+	rm -rf $(ASAN_BUILD)/logs
+	mkdir -p $(ASAN_BUILD)/logs
+	IOTHUB_TWIN_MODULE=$(ASAN_MODULE) \
+	NGINX_BIN=$(CURDIR)/t/lib/nginx-sanitized \
+	IOTHUB_TWIN_NGINX=$(NGINX) \
+	IOTHUB_TWIN_SANITIZER_LIBS=$(SAN_RUNTIME) \
+	IOTHUB_TWIN_SANITIZER_DIR=$(ASAN_BUILD)/logs \
+	    prove -r $(if $(T),$(T),t/)
+	@if [ -n "$$(ls -A $(ASAN_BUILD)/logs)" ]; then \
+	    echo "sanitizer reports in $(ASAN_BUILD)/logs:"; \
+	    head -n 20 $(ASAN_BUILD)/logs/*; exit 1; \
+	fi
 
 # the whole module with every warning gcc has for it, not only nginx's set
 warnings: $(BUILD)/nginx/Makefile

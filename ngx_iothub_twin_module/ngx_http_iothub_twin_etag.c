@@ -273,8 +273,15 @@ ngx_http_iothub_twin_twin_info(const unsigned char *json, size_t len,
             return -1;
         }
 
+        /*
+         * The etag goes into a response header as it is: only one that
+         * needs no JSON escape and is an If-Match the gateway accepts.
+         */
+
         if (kend - key == 6 && memcmp(key, "\"etag\"", 6) == 0
-            && next - val >= 2 && *val == '"')
+            && next - val >= 2 && *val == '"'
+            && ngx_http_iothub_twin_etagc(val + 1, next - val - 2)
+            && memchr(val + 1, '\\', next - val - 2) == NULL)
         {
             info->etag = val + 1;
             info->etag_len = next - val - 2;
@@ -283,12 +290,19 @@ ngx_http_iothub_twin_twin_info(const unsigned char *json, size_t len,
             v = 0;
 
             for (p = val; p < next && *p >= '0' && *p <= '9'; p++) {
-                if (v < 1000000000000000000LL / 10) {
-                    v = v * 10 + (*p - '0');
+                if (v >= 1000000000000000000LL / 10) {
+                    break;
                 }
+
+                v = v * 10 + (*p - '0');
             }
 
-            if (p > val) {
+            /* a whole integer of up to 18 digits: not 1.5, 1e3 or more */
+
+            if (p > val
+                && (p == next || *p == ' ' || *p == '\t' || *p == '\r'
+                    || *p == '\n'))
+            {
                 info->version = v;
                 info->has_version = 1;
             }

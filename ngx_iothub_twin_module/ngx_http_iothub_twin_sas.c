@@ -295,13 +295,17 @@ ngx_http_iothub_twin_url_decode(unsigned char *dst, const unsigned char *src,
                 return (size_t) -1;
             }
 
-            hi = src[i + 1] | 0x20;
-            lo = src[i + 2] | 0x20;
+            /* digits before folding case: 0x10 | 0x20 is '0' */
+
+            hi = src[i + 1];
+            lo = src[i + 2];
 
             hi = (hi >= '0' && hi <= '9') ? hi - '0'
-                 : (hi >= 'a' && hi <= 'f') ? hi - 'a' + 10 : 0xff;
+                 : ((hi | 0x20) >= 'a' && (hi | 0x20) <= 'f')
+                   ? (hi | 0x20) - 'a' + 10 : 0xff;
             lo = (lo >= '0' && lo <= '9') ? lo - '0'
-                 : (lo >= 'a' && lo <= 'f') ? lo - 'a' + 10 : 0xff;
+                 : ((lo | 0x20) >= 'a' && (lo | 0x20) <= 'f')
+                   ? (lo | 0x20) - 'a' + 10 : 0xff;
 
             if (hi == 0xff || lo == 0xff) {
                 return (size_t) -1;

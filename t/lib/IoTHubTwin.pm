@@ -539,8 +539,13 @@ sub is_hub_error {
     };
 }
 
+# what ASan, UBSan and LeakSanitizer write when they report
+my $SANITIZER_RE = qr/(?:Address|UndefinedBehavior|Leak)Sanitizer|runtime error:/;
+
 # the log lines a test produced must not hold an alert, crit or emerg line,
-# a crashed worker, or any secret the test used
+# a crashed worker, a sanitizer report (in a log, the emulator's output, or
+# a report file in sanitizer/, where t/lib/nginx-sanitized puts them), or
+# any secret the test used
 sub check_logs {
     my ($self) = @_;
 
@@ -549,6 +554,10 @@ sub check_logs {
     for my $f (sort grep { /\.(log|out|jsonl)$/ } readdir $d) {
         my $text = $self->read_file($f);
         for my $line (split /\n/, $text) {
+            if ($f ne 'hub-requests.jsonl' && $line =~ $SANITIZER_RE) {
+                push @found, "$f: $line";
+                next;
+            }
             if ($f =~ /error\.log$|\.out$/
                 && $line =~ /\[(alert|crit|emerg)\]|exited on signal/)
             {
@@ -563,6 +572,18 @@ sub check_logs {
         }
     }
     closedir $d;
+
+    for my $f (sort glob "$self->{dir}/sanitizer/*") {
+        my $text = $self->read_file($f);
+        next unless length $text;
+        my @lines = grep { $_ =~ $SANITIZER_RE || /^\s+#\d/ }
+                    split /\n/, $text;
+        push @found, "sanitizer report $f:\n"
+                     . join("\n", @lines[0 .. ($#lines < 15 ? $#lines : 15)]);
+        for my $s (@{$self->{secrets}}) {
+            push @found, "$f holds a secret" if index($text, $s) >= 0;
+        }
+    }
 
     return @found;
 }

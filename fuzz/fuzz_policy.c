@@ -1,0 +1,320 @@
+
+/*
+ * libFuzzer target for the policy loader: every input is a whole policy
+ * file for ngx_http_iothub_twin_policy_parse().
+ *
+ * The run aborts (ASan's leak checker on, as libFuzzer runs it) when:
+ *
+ *   - a refusal has no message, a message that is not NUL-terminated
+ *     printable ASCII starting with the file name, or a message that shows
+ *     the value of a key given in the file (one of 8 bytes or more, that
+ *     the file holds only once);
+ *   - a loaded policy is inconsistent: a caller found by its index is not
+ *     found again by its name, indexes are not in file order, a caller
+ *     name or key is empty or over its limit;
+ *   - a decision on a few fixed targets and paths, for every caller, is
+ *     malformed: a reason or path that is not NUL-terminated printable
+ *     ASCII, a refusal without a reason, a verdict that differs from
+ *     "allowed", or a path allowed after the target was refused.
+ *
+ * clang -g -O1 -fsanitize=fuzzer,address,undefined \
+ *     -Ingx_iothub_twin_module fuzz/fuzz_policy.c \
+ *     ngx_iothub_twin_module/ngx_http_iothub_twin_policy.c \
+ *     ngx_iothub_twin_module/ngx_http_iothub_twin_id.c -ljansson \
+ *     -o build/fuzz/fuzz_policy
+ */
+
+
+#define _GNU_SOURCE
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "ngx_http_iothub_twin_policy.h"
+
+
+#define FUZZ_POLICY_FILE  "fuzz.json"
+
+
+typedef struct {
+    int          op;
+    const char  *device;
+    const char  *module;
+} fuzz_policy_target_t;
+
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void fuzz_policy_error(const char *err, size_t err_len,
+    const uint8_t *data, size_t size);
+static void fuzz_policy_check(const ngx_http_iothub_twin_policy_t *policy);
+static void fuzz_policy_decide(const ngx_http_iothub_twin_caller_t *c);
+static void fuzz_policy_check_text(const char *what, const char *s,
+    size_t size);
+static void fuzz_policy_fail(const char *what, const char *detail);
+
+
+static const fuzz_policy_target_t  fuzz_policy_targets[] = {
+    { NGX_HTTP_IOTHUB_TWIN_OP_UPDATE, "dev1", NULL },
+    { NGX_HTTP_IOTHUB_TWIN_OP_UPDATE, "fleet-42", "mod1" },
+    { NGX_HTTP_IOTHUB_TWIN_OP_READ, "sensor-01-a", "$edgeAgent" },
+    { NGX_HTTP_IOTHUB_TWIN_OP_REPLACE, "lab-*?", "" },
+    { NGX_HTTP_IOTHUB_TWIN_OP_UPDATE, "a-:.+%_#*?!(),=@;$'", "m" },
+    { 0, "dev1", NULL }
+};
+
+
+static const char  *fuzz_policy_paths[] = {
+    "tags.location.city",
+    "tags.owner",
+    "tags.meta.secret.x",
+    "properties.desired.telemetry.interval",
+    "properties.desired.config",
+    "properties.desired.config.admin",
+    "properties.desired.a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.u.v.w.x",
+    "tags.*",
+    "tags",
+    "properties.reported.x"
+};
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char                            *json, err[512];
+    ngx_http_iothub_twin_policy_t   *policy;
+
+    /* exactly the input's bytes: ASan sees a read past them */
+
+    json = malloc(size ? size : 1);
+    if (json == NULL) {
+        return 0;
+    }
+
+    memcpy(json, data, size);
+
+    memset(err, 'X', sizeof(err));
+
+    policy = ngx_http_iothub_twin_policy_parse(FUZZ_POLICY_FILE, json, size,
+                                               err, sizeof(err));
+
+    if (policy == NULL) {
+        fuzz_policy_error(err, sizeof(err), data, size);
+
+    } else {
+        fuzz_policy_check(policy);
+        ngx_http_iothub_twin_policy_free(policy);
+    }
+
+    free(json);
+
+    return 0;
+}
+
+
+static void
+fuzz_policy_error(const char *err, size_t err_len, const uint8_t *data,
+    size_t size)
+{
+    size_t        k;
+    json_t       *root, *callers, *caller, *keys, *key;
+    const char   *name, *slot, *v;
+
+    fuzz_policy_check_text("error", err, err_len);
+
+    if (strncmp(err, FUZZ_POLICY_FILE ": ", sizeof(FUZZ_POLICY_FILE ": ") - 1)
+        != 0)
+    {
+        fuzz_policy_fail("error does not name the file", err);
+    }
+
+    /* no key value given in the file is in the message */
+
+    root = json_loadb((const char *) data, size, 0, NULL);
+    callers = json_object_get(root, "callers");
+
+    json_object_foreach(callers, name, caller) {
+        keys = json_object_get(caller, "keys");
+
+        json_object_foreach(keys, slot, key) {
+            if (!json_is_string(key)) {
+                continue;
+            }
+
+            v = json_string_value(key);
+            k = json_string_length(key);
+
+            /* a value written only as this key, and shown */
+
+            if (k >= 8 && memmem(err, strlen(err), v, k) != NULL
+                && memmem(data, size, v, k) != NULL
+                && memmem((const char *) memmem(data, size, v, k) + 1,
+                          size - ((const uint8_t *) memmem(data, size, v, k)
+                                  + 1 - data), v, k)
+                   == NULL)
+            {
+                fuzz_policy_fail("error shows a key", err);
+            }
+        }
+    }
+
+    json_decref(root);
+}
+
+
+static void
+fuzz_policy_check(const ngx_http_iothub_twin_policy_t *policy)
+{
+    size_t                                i, n, len, klen;
+    unsigned                              slot;
+    const char                           *name;
+    const unsigned char                  *key;
+    const ngx_http_iothub_twin_caller_t  *c;
+
+    n = ngx_http_iothub_twin_policy_ncallers(policy);
+
+    for (i = 0; i < n; i++) {
+        c = ngx_http_iothub_twin_policy_caller_at(policy, i);
+
+        if (c == NULL || ngx_http_iothub_twin_policy_caller_index(c) != i) {
+            fuzz_policy_fail("caller index", NULL);
+        }
+
+        name = ngx_http_iothub_twin_policy_caller_name(c, &len);
+
+        if (name == NULL || len == 0
+            || len > NGX_HTTP_IOTHUB_TWIN_POLICY_NAME_MAX)
+        {
+            fuzz_policy_fail("caller name", name);
+        }
+
+        if (ngx_http_iothub_twin_policy_caller(policy,
+                                               (const unsigned char *) name,
+                                               len)
+            != c)
+        {
+            fuzz_policy_fail("caller not found by its name", name);
+        }
+
+        for (slot = 0; slot < 2; slot++) {
+            key = ngx_http_iothub_twin_policy_caller_key(c, slot, &klen);
+
+            if (key != NULL
+                && (klen == 0 || klen > NGX_HTTP_IOTHUB_TWIN_POLICY_KEY_MAX))
+            {
+                fuzz_policy_fail("caller key length", name);
+            }
+        }
+
+        if (ngx_http_iothub_twin_policy_caller_nrules(c)
+            > NGX_HTTP_IOTHUB_TWIN_POLICY_MAX_RULES)
+        {
+            fuzz_policy_fail("too many rules", name);
+        }
+
+        (void) ngx_http_iothub_twin_policy_caller_report(c);
+        (void) ngx_http_iothub_twin_policy_caller_require_if_match(c);
+
+        if (ngx_http_iothub_twin_policy_caller_max_body_size(c)
+            > NGX_HTTP_IOTHUB_TWIN_POLICY_MAX_BODY)
+        {
+            fuzz_policy_fail("max_body_size over the limit", name);
+        }
+
+        fuzz_policy_decide(c);
+    }
+
+    if (ngx_http_iothub_twin_policy_caller_at(policy, n) != NULL) {
+        fuzz_policy_fail("a caller past the end", NULL);
+    }
+
+    /* an unknown caller is refused */
+
+    if (ngx_http_iothub_twin_policy_caller(policy,
+                                           (const unsigned char *) "\x01", 1)
+        != NULL)
+    {
+        fuzz_policy_fail("found a caller that cannot be named", NULL);
+    }
+
+    fuzz_policy_decide(NULL);
+}
+
+
+static void
+fuzz_policy_decide(const ngx_http_iothub_twin_caller_t *c)
+{
+    int                                      rc, prc;
+    size_t                                   i, k;
+    const char                              *m;
+    const fuzz_policy_target_t              *t;
+    ngx_http_iothub_twin_policy_decision_t   d;
+
+    for (i = 0; i < sizeof(fuzz_policy_targets)
+                    / sizeof(fuzz_policy_targets[0]); i++)
+    {
+        t = &fuzz_policy_targets[i];
+        m = t->module;
+
+        rc = ngx_http_iothub_twin_policy_target(&d, c, t->op,
+                 (const unsigned char *) t->device, strlen(t->device),
+                 (const unsigned char *) m, m ? strlen(m) : 0);
+
+        fuzz_policy_check_text("reason", d.reason, sizeof(d.reason));
+        fuzz_policy_check_text("path", d.path, sizeof(d.path));
+
+        if ((rc == 0) != (d.allowed && d.target_ok)
+            || (rc != 0 && d.reason[0] == '\0')
+            || (c == NULL && rc == 0))
+        {
+            fuzz_policy_fail("target verdict", d.reason);
+        }
+
+        for (k = 0; k < sizeof(fuzz_policy_paths)
+                        / sizeof(fuzz_policy_paths[0]); k++)
+        {
+            prc = ngx_http_iothub_twin_policy_path(&d,
+                      (const unsigned char *) fuzz_policy_paths[k],
+                      strlen(fuzz_policy_paths[k]), (int) (k & 1));
+
+            fuzz_policy_check_text("reason", d.reason, sizeof(d.reason));
+            fuzz_policy_check_text("path", d.path, sizeof(d.path));
+
+            if ((rc != 0 && prc == 0)
+                || (prc != 0 && d.reason[0] == '\0')
+                || (prc != 0 && d.allowed))
+            {
+                fuzz_policy_fail("path verdict", fuzz_policy_paths[k]);
+            }
+        }
+    }
+}
+
+
+static void
+fuzz_policy_check_text(const char *what, const char *s, size_t size)
+{
+    size_t  i;
+
+    for (i = 0; i < size && s[i] != '\0'; i++) {
+        if (s[i] < 0x20 || s[i] > 0x7e) {
+            fuzz_policy_fail(what, "holds a byte outside printable ASCII");
+        }
+    }
+
+    if (i == size) {
+        fuzz_policy_fail(what, "not NUL-terminated");
+    }
+}
+
+
+static void
+fuzz_policy_fail(const char *what, const char *detail)
+{
+    fprintf(stderr, "%s: %.400s\n", what, detail ? detail : "");
+    abort();
+}
