@@ -17,11 +17,13 @@
 # a 32 KB patch by stage.  Benchmarks inform: nothing here fails on a
 # figure.
 #
-#   BENCH_SECONDS=3 BENCH_ROUNDS=3 BENCH_CONNECTIONS=16 \
-#   BENCH_CALLGRIND_REQUESTS=200 perl bench/gateway.pl
+#   BENCH_SECONDS=3 BENCH_ROUNDS=4 BENCH_CONNECTIONS=16 \
+#   BENCH_CALLGRIND_REQUESTS=100 perl bench/gateway.pl
 #
-# BENCH_CALLGRIND_REQUESTS=0 skips the instrumented run; TEST_KEEP=1 keeps
-# the folder with the configurations, logs and callgrind files.
+# BENCH_ROUNDS=0 skips the timed rounds, BENCH_CALLGRIND_REQUESTS=0 the
+# instrumented runs; TEST_KEEP=1 keeps the folder with the
+# configurations, logs and callgrind files.  About 3 minutes with the
+# defaults.
 
 use strict;
 use warnings;
@@ -38,9 +40,9 @@ use Time::HiRes qw(sleep time);
 $| = 1;
 
 my $SECONDS = $ENV{BENCH_SECONDS} || 3;
-my $ROUNDS = $ENV{BENCH_ROUNDS} || 3;
+my $ROUNDS = $ENV{BENCH_ROUNDS} // 4;
 my $CONNS = $ENV{BENCH_CONNECTIONS} || 16;
-my $CG_REQUESTS = $ENV{BENCH_CALLGRIND_REQUESTS} // 200;
+my $CG_REQUESTS = $ENV{BENCH_CALLGRIND_REQUESTS} // 100;
 my $CG_DEPTH = 24;
 
 my $NGINX = $IoTHubTwin::NGINX;
@@ -311,9 +313,10 @@ EOF
 # plain proxy_pass: the same TLS settings iothub_twin_pass sets, and
 # nginx's default access log
 sub plain_conf {
-    my ($port, $hub_port) = @_;
-    my $d = "$dir/plain";
-    return main_conf('plain', http => upstream_conf($hub_port) . <<"EOF");
+    my ($name, $port, $hub_port, %o) = @_;
+    my $d = "$dir/$name";
+    return main_conf($name, single => $o{single},
+                     http => upstream_conf($hub_port) . <<"EOF");
     server {
         listen 127.0.0.1:$port;
         access_log $d/access.log combined;
@@ -577,7 +580,9 @@ sub round {
 
     truncate $log, 0;
     my $s0 = proc_stat($side->{worker});
+    my $t0 = time;
     my $w = wrk($side->{port}, $b, $seconds);
+    my $wall = time - $t0;
     my $s1 = proc_stat($side->{worker});
     my $n = lines_of($log);
     truncate $log, 0;
@@ -590,8 +595,10 @@ sub round {
         if $w->{errors};
     die "$side->{name}, $b->{name}: no request logged\n" unless $n;
 
-    return { n => $n, rps => $w->{rps},
-             cpu => ($s1->{ticks} - $s0->{ticks}) / $HZ / $n * 1e6,
+    my $cpu = ($s1->{ticks} - $s0->{ticks}) / $HZ;
+
+    return { n => $n, rps => $w->{rps}, busy => $cpu / $wall,
+             cpu => $cpu / $n * 1e6,
              flt => ($s1->{minflt} - $s0->{minflt}) / $n };
 }
 
@@ -604,120 +611,6 @@ sub range {
     my @s = sort { $a <=> $b } @_;
     return ($s[0], $s[-1]);
 }
-
-# ---------------------------------------------------------------- run
-
-my $hub_port = $t->port('hub');
-my %plain = (name => 'plain', port => $t->port('plain'),
-             log => "$dir/plain/access.log");
-my %gw = (name => 'gateway', port => $t->port('gw'),
-          log => "$dir/gw/audit.log");
-
-start_nginx('hub', hub_conf($hub_port), $CPU_HUB, $hub_port);
-$plain{master} = start_nginx('plain', plain_conf($plain{port}, $hub_port),
-                             $CPU_GW, $plain{port});
-$gw{master} = start_nginx('gw', gateway_conf('gw', $gw{port}, $hub_port),
-                          $CPU_GW, $gw{port});
-$plain{worker} = worker_of($plain{master});
-$gw{worker} = worker_of($gw{master});
-
-check($plain{port}, $gw{port});
-
-printf "gateway against plain proxy_pass, one nginx worker each on CPU %d;"
-       . " stand-in hub (nginx, TLS) on CPU %d, wrk -c%d on CPU %d\n",
-       $CPU_GW, $CPU_HUB, $CONNS, $CPU_LOAD;
-printf "%d rounds of %d s per body and side, alternating; medians"
-       . " [min-max over rounds]\n", $ROUNDS, $SECONDS;
-for my $b (@BODIES) {
-    printf "  %-8s %6d bytes, %4d leaves%s\n", $b->{name},
-           length $b->{body}, $b->{leaves},
-           $b->{status} == 200 ? '' : ' (one path not allowed: 403)';
-}
-print "\n";
-printf "%-8s %-8s %8s %20s %9s\n", 'body', 'side', 'req/s', 'CPU us/request',
-       'flt/req';
-
-my (%res, %rss);
-
-for my $b (@BODIES) {
-    my (@p, @g);
-
-    # a warm-up per side: connections to the hub, token, caches
-    round($_, $b, 1) for \%plain, \%gw;
-
-    for my $i (1 .. $ROUNDS) {
-        my @order = $i % 2 ? (\%plain, \%gw) : (\%gw, \%plain);
-        for my $side (@order) {
-            my $r = round($side, $b, $SECONDS);
-            push @{$side == \%plain ? \@p : \@g}, $r;
-        }
-    }
-
-    my %m;
-    for ([ plain => \@p ], [ gateway => \@g ]) {
-        my ($name, $rs) = @$_;
-        my @cpu = map { $_->{cpu} } @$rs;
-        $m{$name} = { cpu => median(@cpu), range => [ range(@cpu) ],
-                      rps => median(map { $_->{rps} } @$rs),
-                      flt => median(map { $_->{flt} } @$rs) };
-        printf "%-8s %-8s %8.0f %7.1f [%5.1f-%5.1f] %9.2f\n",
-               $name eq 'plain' ? $b->{name} : '', $name,
-               $m{$name}{rps}, $m{$name}{cpu}, @{$m{$name}{range}},
-               $m{$name}{flt};
-    }
-
-    my @ratios = map { $p[$_]{cpu} / $g[$_]{cpu} } 0 .. $#p;
-    $m{ratio} = $m{plain}{cpu} / $m{gateway}{cpu};
-    $m{ratio_range} = [ range(@ratios) ];
-    printf "%-8s %-8s %8s %7.2f [%5.2f-%5.2f]   plain/gateway CPU per"
-           . " request%s\n", '', 'ratio', '', $m{ratio}, @{$m{ratio_range}},
-           $b->{status} == 200 ? '' : ' (plain forwards it)';
-    $res{$b->{name}} = \%m;
-
-    if ($b->{name} eq '32 KB') {
-        $rss{plain} = rss_kb($plain{worker});
-        $rss{gateway} = rss_kb($gw{worker});
-    }
-}
-
-printf "\nworker RSS after the 32 KB rounds: plain %.1f MB, gateway %.1f MB\n",
-       $rss{plain} / 1024, $rss{gateway} / 1024;
-
-# ---------------------------------------------------------------- goals
-
-print "\ngoals (on this run's medians):\n";
-
-sub goal {
-    my ($what, $figure, $met, $gap) = @_;
-    printf "  %-44s %-16s %s\n", $what, $figure, $met ? 'MET' : "gap: $gap";
-}
-
-for ([ '200 B', 0.90 ], [ '1 KB', 0.90 ], [ '32 KB', 0.75 ],
-     [ 'refused', 1.0 ])
-{
-    my ($name, $goal) = @$_;
-    my $m = $res{$name};
-    my $need = $m->{gateway}{cpu} - $m->{plain}{cpu} / $goal;
-    my $what = $name eq 'refused'
-             ? 'refusal no dearer than a forward (>= 1.00)'
-             : sprintf 'ratio >= %.2f at %s', $goal, $name;
-    goal($what, sprintf('%.2f', $m->{ratio}), $m->{ratio} >= $goal,
-         sprintf('%.2f short, %.1f us/request too many', $goal - $m->{ratio},
-                 $need));
-}
-
-my ($worst, $worst_name) = (undef, '');
-for my $b (@BODIES) {
-    my $d = $res{$b->{name}}{gateway}{flt} - $res{$b->{name}}{plain}{flt};
-    ($worst, $worst_name) = ($d, $b->{name}) if !defined $worst || $d > $worst;
-}
-goal('page faults per request within 2 of plain\'s',
-     sprintf('%+.2f (%s)', $worst, $worst_name), $worst <= 2,
-     sprintf('%.2f faults/request too many', $worst - 2));
-
-my $drss = ($rss{gateway} - $rss{plain}) / 1024;
-goal('worker RSS within 2 MB of plain\'s', sprintf('%+.1f MB', $drss),
-     $drss <= 2, sprintf('%.1f MB too much', $drss - 2));
 
 # ---------------------------------------------------------------- stages
 
@@ -843,52 +736,27 @@ sub keepalive_requests {
     close $s;
 }
 
+# a run of nginx under callgrind (master_process off): warm-up, counters
+# zeroed, $CG_REQUESTS requests, counters dumped; returns the dump
 sub callgrind_run {
-    my ($b) = @_;
-    my $port = $t->port('cg');
-    my $out = "$dir/cg/callgrind.out";
+    my ($name, $conf, $port, $b, @args) = @_;
+    my $out = "$dir/$name/callgrind.out";
 
-    my $pid = start_nginx('cg', gateway_conf('cg', $port, $hub_port,
-                                             single => 1),
-                          $CPU_GW, $port, 'valgrind', '--tool=callgrind',
-                          "--separate-callers=$CG_DEPTH", '--dump-instr=no',
-                          "--callgrind-out-file=$out");
+    my $pid = start_nginx($name, $conf, $CPU_GW, $port, 'valgrind',
+                          '--tool=callgrind', '--dump-instr=no',
+                          "--callgrind-out-file=$out", @args);
 
     keepalive_requests($port, $b, 20);
     system("callgrind_control -z $pid >/dev/null 2>&1") == 0
-        or die "callgrind_control -z failed\n";
-    my $t0 = time;
+        or die "callgrind_control -z $pid failed\n";
     keepalive_requests($port, $b, $CG_REQUESTS);
     system("callgrind_control -d $pid >/dev/null 2>&1") == 0
-        or die "callgrind_control -d failed\n";
-    my $secs = time - $t0;
-    stop_nginx('cg');
+        or die "callgrind_control -d $pid failed\n";
+    stop_nginx($name);
 
     my ($dump) = grep { -s } sort glob("$out.*");
-    die "no callgrind dump in $dir/cg\n" unless $dump;
-    return ($dump, $secs);
-}
-
-if ($CG_REQUESTS) {
-    # the measured nginx instances are done; the instrumented one takes
-    # their CPU
-    stop_nginx('plain');
-    stop_nginx('gw');
-
-    my ($b) = grep { $_->{name} eq '32 KB' } @BODIES;
-    my ($dump, $secs) = callgrind_run($b);
-    my ($stage, $total) = callgrind_stages($dump);
-
-    printf "\nwhere the gateway's instructions go, %s patch (callgrind,"
-           . " %d requests after 20 of warm-up, %.0f s):\n", $b->{name},
-           $CG_REQUESTS, $secs;
-    printf "  %-44s %14s %7s\n", 'stage', 'instr/request', 'share';
-    for my $s (sort { $stage->{$b} <=> $stage->{$a} } keys %$stage) {
-        printf "  %-44s %14s %6.1f%%\n", $s,
-               commify(int($stage->{$s} / $CG_REQUESTS + 0.5)),
-               100 * $stage->{$s} / $total;
-    }
-    printf "  %-44s %14s\n", 'total', commify(int($total / $CG_REQUESTS));
+    die "no callgrind dump in $dir/$name\n" unless $dump;
+    return $dump;
 }
 
 sub commify {
@@ -897,4 +765,173 @@ sub commify {
     return $n;
 }
 
+# ---------------------------------------------------------------- run
+
+my $hub_port = $t->port('hub');
+my %plain = (name => 'plain', port => $t->port('plain'),
+             log => "$dir/plain/access.log");
+my %gw = (name => 'gateway', port => $t->port('gw'),
+          log => "$dir/gw/audit.log");
+
+sub measure {
+    my (%res, %rss);
+
+    printf "%-8s %-8s %7s %5s %21s %8s\n", 'body', 'side', 'req/s', 'busy',
+           'CPU us/request', 'flt/req';
+
+    for my $b (@BODIES) {
+        my (@p, @g);
+
+        # a warm-up per side: connections to the hub, token, caches
+        round($_, $b, 1) for \%plain, \%gw;
+
+        for my $i (1 .. $ROUNDS) {
+            my @order = $i % 2 ? (\%plain, \%gw) : (\%gw, \%plain);
+            for my $side (@order) {
+                my $r = round($side, $b, $SECONDS);
+                push @{$side == \%plain ? \@p : \@g}, $r;
+            }
+        }
+
+        my %m;
+        for ([ plain => \@p ], [ gateway => \@g ]) {
+            my ($name, $rs) = @$_;
+            my @cpu = map { $_->{cpu} } @$rs;
+            $m{$name} = { cpu => median(@cpu), range => [ range(@cpu) ],
+                          rps => median(map { $_->{rps} } @$rs),
+                          busy => median(map { $_->{busy} } @$rs),
+                          flt => median(map { $_->{flt} } @$rs) };
+            printf "%-8s %-8s %7.0f %4.0f%% %7.1f [%5.1f-%6.1f] %8.2f\n",
+                   $name eq 'plain' ? $b->{name} : '', $name,
+                   $m{$name}{rps}, 100 * $m{$name}{busy}, $m{$name}{cpu},
+                   @{$m{$name}{range}}, $m{$name}{flt};
+        }
+
+        my @ratios = map { $p[$_]{cpu} / $g[$_]{cpu} } 0 .. $#p;
+        $m{ratio} = $m{plain}{cpu} / $m{gateway}{cpu};
+        $m{ratio_range} = [ range(@ratios) ];
+        printf "%-8s %-8s %7s %5s %7.2f [%5.2f-%6.2f]  plain/gateway%s\n",
+               '', 'ratio', '', '', $m{ratio}, @{$m{ratio_range}},
+               $b->{status} == 200 ? '' : ' (plain forwards it)';
+        $res{$b->{name}} = \%m;
+
+        if ($b->{name} eq '32 KB') {
+            $rss{plain} = rss_kb($plain{worker});
+            $rss{gateway} = rss_kb($gw{worker});
+        }
+    }
+
+    printf "\nworker RSS after the 32 KB rounds: plain %.1f MB, gateway"
+           . " %.1f MB\n", $rss{plain} / 1024, $rss{gateway} / 1024;
+
+    return (\%res, \%rss);
+}
+
+sub goal {
+    my ($what, $figure, $met, $gap) = @_;
+    printf "  %-44s %-16s %s\n", $what, $figure, $met ? 'MET' : "gap: $gap";
+}
+
+sub goals {
+    my ($res, $rss) = @_;
+
+    print "\ngoals (on this run's medians):\n";
+
+    for ([ '200 B', 0.90 ], [ '1 KB', 0.90 ], [ '32 KB', 0.75 ],
+         [ 'refused', 1.0 ])
+    {
+        my ($name, $goal) = @$_;
+        my $m = $res->{$name};
+        my $need = $m->{gateway}{cpu} - $m->{plain}{cpu} / $goal;
+        my $what = $name eq 'refused'
+                 ? 'refusal no dearer than a forward (>= 1.00)'
+                 : sprintf 'ratio >= %.2f at %s', $goal, $name;
+        goal($what, sprintf('%.2f', $m->{ratio}), $m->{ratio} >= $goal,
+             sprintf('%.2f short: %.1f us/request too many',
+                     $goal - $m->{ratio}, $need));
+    }
+
+    my ($worst, $worst_name);
+    for my $b (@BODIES) {
+        my $d = $res->{$b->{name}}{gateway}{flt}
+                - $res->{$b->{name}}{plain}{flt};
+        ($worst, $worst_name) = ($d, $b->{name})
+            if !defined $worst || $d > $worst;
+    }
+    goal('page faults per request within 2 of plain\'s',
+         sprintf('%+.2f (%s)', $worst, $worst_name), $worst <= 2,
+         sprintf('%.2f faults/request too many', $worst - 2));
+
+    my $drss = ($rss->{gateway} - $rss->{plain}) / 1024;
+    goal('worker RSS within 2 MB of plain\'s', sprintf('%+.1f MB', $drss),
+         $drss <= 2, sprintf('%.1f MB too much', $drss - 2));
+}
+
+sub stages {
+    my ($body) = grep { $_->{name} eq '32 KB' } @BODIES;
+    my $gw_port = $t->port('cg-gw');
+    my $plain_port = $t->port('cg-plain');
+
+    my $dump = callgrind_run('cg-gw',
+        gateway_conf('cg-gw', $gw_port, $hub_port, single => 1),
+        $gw_port, $body, "--separate-callers=$CG_DEPTH");
+    my ($stage, $total) = callgrind_stages($dump);
+
+    $dump = callgrind_run('cg-plain',
+        plain_conf('cg-plain', $plain_port, $hub_port, single => 1),
+        $plain_port, $body);
+    my (undef, $plain_total) = callgrind_stages($dump);
+
+    printf "\nwhere the gateway's instructions go, %s patch (callgrind, one"
+           . " process,\n%d requests after 20 of warm-up; user-space"
+           . " instructions only: the kernel's\nwork for system calls and"
+           . " page faults is in the CPU figures above, not here):\n",
+           $body->{name}, $CG_REQUESTS;
+    printf "  %-44s %13s %6s\n", 'stage', 'instr/request', 'share';
+    for my $s (sort { $stage->{$b} <=> $stage->{$a} } keys %$stage) {
+        printf "  %-44s %13s %5.1f%%\n", $s,
+               commify(int($stage->{$s} / $CG_REQUESTS + 0.5)),
+               100 * $stage->{$s} / $total;
+    }
+    printf "  %-44s %13s\n", 'total', commify(int($total / $CG_REQUESTS));
+    printf "  %-44s %13s   plain/gateway %.2f\n",
+           'plain proxy_pass, the same requests',
+           commify(int($plain_total / $CG_REQUESTS)), $plain_total / $total;
+}
+
+start_nginx('hub', hub_conf($hub_port), $CPU_HUB, $hub_port);
+
+if ($ROUNDS) {
+    $plain{master} = start_nginx('plain',
+                                 plain_conf('plain', $plain{port}, $hub_port),
+                                 $CPU_GW, $plain{port});
+    $gw{master} = start_nginx('gw', gateway_conf('gw', $gw{port}, $hub_port),
+                              $CPU_GW, $gw{port});
+    $plain{worker} = worker_of($plain{master});
+    $gw{worker} = worker_of($gw{master});
+
+    check($plain{port}, $gw{port});
+
+    printf "gateway against plain proxy_pass, one nginx worker each on CPU"
+           . " %d;\nstand-in hub (nginx, TLS) on CPU %d, wrk -c%d on CPU %d;"
+           . " %d rounds of %d s per body\nand side, alternating; medians"
+           . " [min-max over rounds]\n", $CPU_GW, $CPU_HUB, $CONNS,
+           $CPU_LOAD, $ROUNDS, $SECONDS;
+    for my $b (@BODIES) {
+        printf "  %-8s %6d bytes, %4d leaves%s\n", $b->{name},
+               length $b->{body}, $b->{leaves},
+               $b->{status} == 200 ? '' : ' (one path not allowed: 403)';
+    }
+    print "\n";
+
+    goals(measure());
+
+    stop_nginx('plain');
+    stop_nginx('gw');
+}
+
+stages() if $CG_REQUESTS;
+
 stop_nginx($_) for keys %masters;
+
+print "\nkept: $dir\n" if $ENV{TEST_KEEP};
