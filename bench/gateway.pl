@@ -369,7 +369,8 @@ sub gateway_conf {
 
         location = /.iothub_twin/503 {
             internal;
-            iothub_twin_error 503 ServiceUnavailable "the hub could not be reached";
+            iothub_twin_error 503 ServiceUnavailable
+                              "the hub could not be reached";
         }
 
         location / {
@@ -522,7 +523,8 @@ sub check {
     for my $b (@BODIES) {
         my $r = request($plain_port, $b);
         die "plain proxy_pass answered $b->{name} with "
-            . ($r->{status} // 'nothing') . "\n" unless ($r->{status} // 0) == 200;
+            . ($r->{status} // 'nothing') . "\n"
+            unless ($r->{status} // 0) == 200;
 
         $r = request($gw_port, $b);
         die "the gateway answered $b->{name} with "
@@ -562,7 +564,9 @@ sub check {
 
 sub wrk {
     my ($port, $b, $seconds) = @_;
-    my $out = `taskset -c $CPU_LOAD wrk -t1 -c$CONNS -d${seconds}s -s $dir/body-$b->{file}.lua 'http://127.0.0.1:$port$PATH' 2>&1`;
+    my $url = "http://127.0.0.1:$port$PATH";
+    my $out = `taskset -c $CPU_LOAD wrk -t1 -c$CONNS -d${seconds}s \
+               -s $dir/body-$b->{file}.lua '$url' 2>&1`;
     my ($n) = $out =~ /(\d+) requests in/;
     my ($rps) = $out =~ /Requests\/sec:\s+([\d.]+)/;
     my ($non2xx) = $out =~ /Non-2xx or 3xx responses:\s+(\d+)/;
@@ -625,20 +629,34 @@ sub range {
 # named caller, so the log handler is counted under ngx_http_free_request
 # (which calls it) and static proxy code under the event loop.
 
+my $CORE = 'nginx core: events, parsing, pools, static code';
+
 my @STAGES = (
     [ 'validate', qr/^ngx_http_iothub_twin_patch_/ ],
     [ 'paths', qr/^ngx_http_iothub_twin_path$/ ],
     [ 'policy', qr/^ngx_http_iothub_twin_(?:policy_|identify|access$|deny$)/ ],
-    [ 'response hold', qr/^ngx_http_iothub_twin_(?:header_filter|body_filter|hold|release|twin_etag|twin_info|skip_)/ ],
+    [ 'response hold', qr/^ngx_http_iothub_twin_(?:header_filter|body_filter
+                                                 |hold|release|twin_etag
+                                                 |twin_info|skip_)/x ],
     [ '-', qr/^ngx_http_iothub_twin_\w+_variable$/ ],
     [ 'gateway, other', qr/^ngx_http_iothub_twin_/ ],
     [ 'audit log', qr/^ngx_http_free_request$/ ],
-    [ 'TLS/proxy to the hub', qr/^(?:ngx_ssl_|ngx_http_upstream_|ngx_event_pipe|ngx_event_connect_peer|SSL_|ssl3_|tls1?3?_|ossl_|EVP_|BIO_)/ ],
-    [ 'body read', qr/^(?:ngx_http_read_client_request_body|ngx_http_request_body_save_filter|ngx_http_read_unbuffered)/ ],
-    [ 'response to the caller', qr/^(?:ngx_http_write_filter|ngx_http_send_header|ngx_http_output_filter|ngx_linux_sendfile_chain|ngx_writev)/ ],
-    [ 'nginx core, pools', qr/^(?:ngx_destroy_pool|ngx_reset_pool|ngx_create_pool|ngx_palloc|ngx_pnalloc|ngx_pcalloc)/ ],
-    [ '-', qr/^(?:ngx_http_get_indexed_variable|ngx_http_get_flushed_variable|ngx_escape_json|0x[0-9a-f]+)$/ ],
-    [ 'event loop, HTTP parsing, static proxy code', qr/^ngx_/ ],
+    [ 'TLS/proxy to the hub', qr/^(?:ngx_ssl_|ngx_http_upstream_|ngx_event_pipe
+                                    |ngx_event_connect_peer|SSL_|ssl3_|tls
+                                    |ossl_|EVP_|BIO_)/x ],
+    [ 'body read', qr/^(?:ngx_http_read_client_request_body
+                        |ngx_http_request_body_save_filter
+                        |ngx_http_read_unbuffered)/x ],
+    [ 'response to the caller', qr/^(?:ngx_http_write_filter
+                                     |ngx_http_send_header
+                                     |ngx_http_output_filter
+                                     |ngx_linux_sendfile_chain
+                                     |ngx_writev)/x ],
+    [ $CORE, qr/^(?:ngx_destroy_pool|ngx_reset_pool|ngx_create_pool
+                  |ngx_palloc|ngx_pnalloc|ngx_pcalloc)/x ],
+    [ '-', qr/^(?:ngx_http_get_indexed_variable|ngx_http_get_flushed_variable
+                |ngx_escape_json|0x[0-9a-f]+)$/x ],
+    [ $CORE, qr/^ngx_/ ],
 );
 
 my %STAGE_OBJECT = (libssl => 'TLS/proxy to the hub',
@@ -722,7 +740,8 @@ sub keepalive_requests {
     for (1 .. $n) {
         $s->syswrite($req) == length $req or die "write: $!";
         for (;;) {
-            if ($buf =~ /^HTTP\/1\.1 (\d+).*?\r\nContent-Length: (\d+)\r\n.*?\r\n\r\n/si
+            if ($buf =~ m{^HTTP/1\.1\s(\d+)\s.*?\r\nContent-Length:\s(\d+)\r\n
+                          .*?\r\n\r\n}six
                 && length($buf) >= $+[0] + $2)
             {
                 die "status $1 under callgrind\n" unless $1 == $b->{status};
@@ -887,14 +906,14 @@ sub stages {
            . " instructions only: the kernel's\nwork for system calls and"
            . " page faults is in the CPU figures above, not here):\n",
            $body->{name}, $CG_REQUESTS;
-    printf "  %-44s %13s %6s\n", 'stage', 'instr/request', 'share';
+    printf "  %-48s %13s %6s\n", "stage", "instr/request", "share";
     for my $s (sort { $stage->{$b} <=> $stage->{$a} } keys %$stage) {
-        printf "  %-44s %13s %5.1f%%\n", $s,
+        printf "  %-48s %13s %5.1f%%\n", $s,
                commify(int($stage->{$s} / $CG_REQUESTS + 0.5)),
                100 * $stage->{$s} / $total;
     }
-    printf "  %-44s %13s\n", 'total', commify(int($total / $CG_REQUESTS));
-    printf "  %-44s %13s   plain/gateway %.2f\n",
+    printf "  %-48s %13s\n", "total", commify(int($total / $CG_REQUESTS));
+    printf "  %-48s %13s   plain/gateway %.2f\n",
            'plain proxy_pass, the same requests',
            commify(int($plain_total / $CG_REQUESTS)), $plain_total / $total;
 }
