@@ -565,8 +565,9 @@ sub check {
 sub wrk {
     my ($port, $b, $seconds) = @_;
     my $url = "http://127.0.0.1:$port$PATH";
-    my $out = `taskset -c $CPU_LOAD wrk -t1 -c$CONNS -d${seconds}s \
-               -s $dir/body-$b->{file}.lua '$url' 2>&1`;
+    my $cmd = "taskset -c $CPU_LOAD wrk -t1 -c$CONNS -d${seconds}s"
+              . " -s $dir/body-$b->{file}.lua '$url' 2>&1";
+    my $out = `$cmd`;
     my ($n) = $out =~ /(\d+) requests in/;
     my ($rps) = $out =~ /Requests\/sec:\s+([\d.]+)/;
     my ($non2xx) = $out =~ /Non-2xx or 3xx responses:\s+(\d+)/;
@@ -629,7 +630,7 @@ sub range {
 # named caller, so the log handler is counted under ngx_http_free_request
 # (which calls it) and static proxy code under the event loop.
 
-my $CORE = 'nginx core: events, parsing, pools, static code';
+my $CORE = 'nginx core (events, parsing, pools)';
 
 my @STAGES = (
     [ 'validate', qr/^ngx_http_iothub_twin_patch_/ ],
@@ -727,7 +728,8 @@ sub callgrind_stages {
 
 # sends the same request $n times over one keepalive connection
 sub keepalive_requests {
-    my ($port, $b, $n) = @_;
+    my ($port, $b, $n, $side) = @_;
+    my $status = $side eq 'plain' ? 200 : $b->{status};
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
                                   Proto => 'tcp', Timeout => 60)
         or die "connect $port: $!";
@@ -744,7 +746,8 @@ sub keepalive_requests {
                           .*?\r\n\r\n}six
                 && length($buf) >= $+[0] + $2)
             {
-                die "status $1 under callgrind\n" unless $1 == $b->{status};
+                die "$side, $b->{name}: status $1 under callgrind\n"
+                    unless $1 == $status;
                 substr($buf, 0, $+[0] + $2, '');
                 last;
             }
@@ -755,27 +758,35 @@ sub keepalive_requests {
     close $s;
 }
 
-# a run of nginx under callgrind (master_process off): warm-up, counters
-# zeroed, $CG_REQUESTS requests, counters dumped; returns the dump
+# a run of nginx under callgrind (master_process off): for each body a
+# warm-up, counters zeroed, $CG_REQUESTS requests, counters dumped;
+# returns the dumps, one a body
 sub callgrind_run {
-    my ($name, $conf, $port, $b, @args) = @_;
+    my ($name, $conf, $port, $side, @args) = @_;
     my $out = "$dir/$name/callgrind.out";
 
     my $pid = start_nginx($name, $conf, $CPU_GW, $port, 'valgrind',
                           '--tool=callgrind', '--dump-instr=no',
                           "--callgrind-out-file=$out", @args);
+    my $warm = 20;
 
-    keepalive_requests($port, $b, 20);
-    system("callgrind_control -z $pid >/dev/null 2>&1") == 0
-        or die "callgrind_control -z $pid failed\n";
-    keepalive_requests($port, $b, $CG_REQUESTS);
-    system("callgrind_control -d $pid >/dev/null 2>&1") == 0
-        or die "callgrind_control -d $pid failed\n";
+    for my $b (@BODIES) {
+        keepalive_requests($port, $b, $warm, $side);
+        system("callgrind_control -z $pid >/dev/null 2>&1") == 0
+            or die "callgrind_control -z $pid failed\n";
+        keepalive_requests($port, $b, $CG_REQUESTS, $side);
+        system("callgrind_control -d $pid >/dev/null 2>&1") == 0
+            or die "callgrind_control -d $pid failed\n";
+        $warm = 5;
+    }
+
     stop_nginx($name);
 
-    my ($dump) = grep { -s } sort glob("$out.*");
-    die "no callgrind dump in $dir/$name\n" unless $dump;
-    return $dump;
+    my @dumps = sort { ($a =~ /(\d+)$/)[0] <=> ($b =~ /(\d+)$/)[0] }
+                grep { /\.\d+$/ } glob("$out.*");
+    die "callgrind left " . @dumps . " dumps in $dir/$name, not "
+        . @BODIES . "\n" unless @dumps == @BODIES;
+    return @dumps;
 }
 
 sub commify {
@@ -887,35 +898,50 @@ sub goals {
 }
 
 sub stages {
-    my ($body) = grep { $_->{name} eq '32 KB' } @BODIES;
     my $gw_port = $t->port('cg-gw');
     my $plain_port = $t->port('cg-plain');
+    my (@stage, @total, @plain, %stages);
 
-    my $dump = callgrind_run('cg-gw',
-        gateway_conf('cg-gw', $gw_port, $hub_port, single => 1),
-        $gw_port, $body, "--separate-callers=$CG_DEPTH");
-    my ($stage, $total) = callgrind_stages($dump);
-
-    $dump = callgrind_run('cg-plain',
-        plain_conf('cg-plain', $plain_port, $hub_port, single => 1),
-        $plain_port, $body);
-    my (undef, $plain_total) = callgrind_stages($dump);
-
-    printf "\nwhere the gateway's instructions go, %s patch (callgrind, one"
-           . " process,\n%d requests after 20 of warm-up; user-space"
-           . " instructions only: the kernel's\nwork for system calls and"
-           . " page faults is in the CPU figures above, not here):\n",
-           $body->{name}, $CG_REQUESTS;
-    printf "  %-48s %13s %6s\n", "stage", "instr/request", "share";
-    for my $s (sort { $stage->{$b} <=> $stage->{$a} } keys %$stage) {
-        printf "  %-48s %13s %5.1f%%\n", $s,
-               commify(int($stage->{$s} / $CG_REQUESTS + 0.5)),
-               100 * $stage->{$s} / $total;
+    for my $dump (callgrind_run('cg-gw',
+                      gateway_conf('cg-gw', $gw_port, $hub_port, single => 1),
+                      $gw_port, 'gateway', "--separate-callers=$CG_DEPTH"))
+    {
+        my ($stage, $total) = callgrind_stages($dump);
+        push @stage, $stage;
+        push @total, $total;
+        $stages{$_} += $stage->{$_} / $total for keys %$stage;
     }
-    printf "  %-48s %13s\n", "total", commify(int($total / $CG_REQUESTS));
-    printf "  %-48s %13s   plain/gateway %.2f\n",
-           'plain proxy_pass, the same requests',
-           commify(int($plain_total / $CG_REQUESTS)), $plain_total / $total;
+
+    for my $dump (callgrind_run('cg-plain',
+                      plain_conf('cg-plain', $plain_port, $hub_port,
+                                 single => 1),
+                      $plain_port, 'plain'))
+    {
+        push @plain, (callgrind_stages($dump))[1];
+    }
+
+    printf "\nwhere the gateway's instructions go (callgrind, one process,"
+           . " %d requests per body\nafter a warm-up; user-space"
+           . " instructions only: the kernel's work for system\ncalls and"
+           . " page faults is in the CPU figures above, not here), in"
+           . " instructions\nper request, and the share of each stage at"
+           . " 32 KB:\n\n", $CG_REQUESTS;
+
+    my $row = "%-36s" . (" %10s" x @BODIES) . " %6s\n";
+    my ($i32) = grep { $BODIES[$_]{name} eq '32 KB' } 0 .. $#BODIES;
+    my $per = sub { commify(int($_[0] / $CG_REQUESTS + 0.5)) };
+
+    printf $row, 'stage', (map { $_->{name} } @BODIES), 'share';
+    for my $s (sort { $stages{$b} <=> $stages{$a} } keys %stages) {
+        printf $row, $s, (map { $per->($_->{$s} // 0) } @stage),
+               sprintf('%.1f%%', 100 * ($stage[$i32]{$s} // 0)
+                                 / $total[$i32]);
+    }
+    printf $row, 'gateway, total', (map { $per->($_) } @total), '';
+    printf $row, 'plain proxy_pass, total', (map { $per->($_) } @plain), '';
+    printf $row, 'ratio plain/gateway',
+           (map { sprintf '%.2f', $plain[$_] / $total[$_] } 0 .. $#total),
+           '';
 }
 
 start_nginx('hub', hub_conf($hub_port), $CPU_HUB, $hub_port);
