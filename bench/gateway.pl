@@ -12,10 +12,11 @@
 # drives them in alternating rounds.  For each body the figures are the
 # worker's CPU time per request (utime + stime from /proc/<pid>/stat over
 # a round, divided by the requests it logged), minor page faults per
-# request, and the worker's RSS after the 32 KB rounds.  Then one
-# instrumented run (callgrind) of the gateway splits its instructions for
-# a 32 KB patch by stage.  Benchmarks inform: nothing here fails on a
-# figure.
+# request, and the worker's RSS after the 32 KB rounds, beside the goals.
+# Then one instrumented run (callgrind) of the gateway splits its
+# instructions per request by stage, and one of plain proxy_pass gives
+# its instructions for the same requests.  Benchmarks inform: nothing
+# here fails on a figure.
 #
 #   BENCH_SECONDS=3 BENCH_ROUNDS=4 BENCH_CONNECTIONS=16 \
 #   BENCH_CALLGRIND_REQUESTS=100 perl bench/gateway.pl
@@ -621,14 +622,16 @@ sub range {
 
 # One instrumented run: the gateway alone (master_process off) under
 # callgrind, with --separate-callers so that every cost comes with its
-# chain of callers.  Counters are zeroed after a warm-up, the 32 KB patch
-# is sent $CG_REQUESTS times over one keepalive connection, and the
-# counters are dumped.  Each function's own instructions go to the stage
-# of the nearest function in its chain that belongs to one (a memcpy in
-# the validator is the validator's).  The distro's nginx is stripped of
-# its static functions' names: those pass their cost up to their nearest
-# named caller, so the log handler is counted under ngx_http_free_request
-# (which calls it) and static proxy code under the event loop.
+# chain of callers.  For each body, counters are zeroed after a warm-up,
+# the body is sent $CG_REQUESTS times over one keepalive connection, and
+# the counters are dumped.  Each function's own instructions go to the
+# stage of the nearest function in its chain that belongs to one (a
+# memcpy in the validator is the validator's).  The distro's nginx is
+# stripped of its static functions' names: those pass their cost up to
+# their nearest named caller, so the log handler (static) is counted
+# under ngx_http_free_request, which calls it, and static proxy code
+# (the proxy module's header parsing) under the nginx core.  libssl and
+# libcrypto are TLS.
 
 my $CORE = 'nginx core (events, parsing, pools)';
 
