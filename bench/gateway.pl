@@ -18,7 +18,7 @@
 # its instructions for the same requests.  Benchmarks inform: nothing
 # here fails on a figure.
 #
-#   BENCH_SECONDS=3 BENCH_ROUNDS=4 BENCH_CONNECTIONS=16 \
+#   BENCH_SECONDS=3 BENCH_ROUNDS=4 BENCH_CONNECTIONS=64 \
 #   BENCH_CALLGRIND_REQUESTS=100 perl bench/gateway.pl
 #
 # BENCH_ROUNDS=0 skips the timed rounds, BENCH_CALLGRIND_REQUESTS=0 the
@@ -42,7 +42,7 @@ $| = 1;
 
 my $SECONDS = $ENV{BENCH_SECONDS} || 3;
 my $ROUNDS = $ENV{BENCH_ROUNDS} // 4;
-my $CONNS = $ENV{BENCH_CONNECTIONS} || 16;
+my $CONNS = $ENV{BENCH_CONNECTIONS} || 64;
 my $CG_REQUESTS = $ENV{BENCH_CALLGRIND_REQUESTS} // 100;
 my $CG_DEPTH = 24;
 
@@ -55,6 +55,8 @@ my $PATH = "/twins/$DEVICE?api-version=2021-04-12";
 
 my $t = IoTHubTwin->new(no_emulator => 1);
 my $dir = $t->dir;
+
+my $HUB_WORKER;
 
 # ---------------------------------------------------------------- CPUs
 
@@ -301,12 +303,14 @@ sub hub_conf {
 EOF
 }
 
+# as many idle connections to the hub as wrk keeps to nginx, so that
+# neither side opens TLS connections to the hub in the rounds
 sub upstream_conf {
     my ($hub_port) = @_;
     return <<"EOF";
     upstream $HUB {
         server 127.0.0.1:$hub_port;
-        keepalive 16;
+        keepalive $CONNS;
     }
 EOF
 }
@@ -586,9 +590,13 @@ sub round {
 
     truncate $log, 0;
     my $s0 = proc_stat($side->{worker});
+    my $h0 = proc_stat($HUB_WORKER);
+    my @c0 = times;
     my $t0 = time;
     my $w = wrk($side->{port}, $b, $seconds);
     my $wall = time - $t0;
+    my @c1 = times;
+    my $h1 = proc_stat($HUB_WORKER);
     my $s1 = proc_stat($side->{worker});
     my $n = lines_of($log);
     truncate $log, 0;
@@ -603,7 +611,11 @@ sub round {
 
     my $cpu = ($s1->{ticks} - $s0->{ticks}) / $HZ;
 
+    # how busy the measured worker, the hub and wrk were: a worker far
+    # from busy pays more for each wake-up
     return { n => $n, rps => $w->{rps}, busy => $cpu / $wall,
+             hub => ($h1->{ticks} - $h0->{ticks}) / $HZ / $wall,
+             wrk => ($c1[2] + $c1[3] - $c0[2] - $c0[3]) / $wall,
              cpu => $cpu / $n * 1e6,
              flt => ($s1->{minflt} - $s0->{minflt}) / $n };
 }
@@ -809,8 +821,8 @@ my %gw = (name => 'gateway', port => $t->port('gw'),
 sub measure {
     my (%res, %rss);
 
-    printf "%-8s %-8s %7s %5s %21s %8s\n", 'body', 'side', 'req/s', 'busy',
-           'CPU us/request', 'flt/req';
+    printf "%-8s %-7s %6s %5s %4s %4s %21s %7s\n", 'body', 'side', 'req/s',
+           'busy', 'hub', 'wrk', 'CPU us/request', 'flt/req';
 
     for my $b (@BODIES) {
         my (@p, @g);
@@ -833,18 +845,21 @@ sub measure {
             $m{$name} = { cpu => median(@cpu), range => [ range(@cpu) ],
                           rps => median(map { $_->{rps} } @$rs),
                           busy => median(map { $_->{busy} } @$rs),
+                          hub => median(map { $_->{hub} } @$rs),
+                          wrk => median(map { $_->{wrk} } @$rs),
                           flt => median(map { $_->{flt} } @$rs) };
-            printf "%-8s %-8s %7.0f %4.0f%% %7.1f [%5.1f-%6.1f] %8.2f\n",
-                   $name eq 'plain' ? $b->{name} : '', $name,
-                   $m{$name}{rps}, 100 * $m{$name}{busy}, $m{$name}{cpu},
-                   @{$m{$name}{range}}, $m{$name}{flt};
+            printf "%-8s %-7s %6.0f %4.0f%% %3.0f%% %3.0f%% %7.1f [%5.1f-%6.1f]"
+                   . " %7.2f\n", $name eq 'plain' ? $b->{name} : '', $name,
+                   $m{$name}{rps}, 100 * $m{$name}{busy},
+                   100 * $m{$name}{hub}, 100 * $m{$name}{wrk},
+                   $m{$name}{cpu}, @{$m{$name}{range}}, $m{$name}{flt};
         }
 
         my @ratios = map { $p[$_]{cpu} / $g[$_]{cpu} } 0 .. $#p;
         $m{ratio} = $m{plain}{cpu} / $m{gateway}{cpu};
         $m{ratio_range} = [ range(@ratios) ];
-        printf "%-8s %-8s %7s %5s %7.2f [%5.2f-%6.2f]  plain/gateway%s\n",
-               '', 'ratio', '', '', $m{ratio}, @{$m{ratio_range}},
+        printf "%-8s %-7s %6s %5s %4s %4s %7.2f [%5.2f-%6.2f]  plain/gateway%s\n",
+               '', 'ratio', '', '', '', '', $m{ratio}, @{$m{ratio_range}},
                $b->{status} == 200 ? '' : ' (plain forwards it)';
         $res{$b->{name}} = \%m;
 
@@ -947,7 +962,8 @@ sub stages {
            '';
 }
 
-start_nginx('hub', hub_conf($hub_port), $CPU_HUB, $hub_port);
+$HUB_WORKER = worker_of(start_nginx('hub', hub_conf($hub_port), $CPU_HUB,
+                                    $hub_port));
 
 if ($ROUNDS) {
     $plain{master} = start_nginx('plain',
