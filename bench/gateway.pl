@@ -571,7 +571,7 @@ sub wrk {
     my ($port, $b, $seconds) = @_;
     my $url = "http://127.0.0.1:$port$PATH";
     my $cmd = "taskset -c $CPU_LOAD wrk -t1 -c$CONNS -d${seconds}s"
-              . " -s $dir/body-$b->{file}.lua '$url' 2>&1";
+              . " --timeout 10s -s $dir/body-$b->{file}.lua '$url' 2>&1";
     my $out = `$cmd`;
     my ($n) = $out =~ /(\d+) requests in/;
     my ($rps) = $out =~ /Requests\/sec:\s+([\d.]+)/;
@@ -848,9 +848,9 @@ sub measure {
                           hub => median(map { $_->{hub} } @$rs),
                           wrk => median(map { $_->{wrk} } @$rs),
                           flt => median(map { $_->{flt} } @$rs) };
-            printf "%-8s %-7s %6.0f %4.0f%% %3.0f%% %3.0f%% %7.1f [%5.1f-%6.1f]"
-                   . " %7.2f\n", $name eq 'plain' ? $b->{name} : '', $name,
-                   $m{$name}{rps}, 100 * $m{$name}{busy},
+            printf "%-8s %-7s %6.0f %4.0f%% %3.0f%% %3.0f%% %7.1f"
+                   . " [%5.1f-%6.1f] %7.2f\n",
+                   $name eq 'plain' ? $b->{name} : '', $name, $m{$name}{rps}, 100 * $m{$name}{busy},
                    100 * $m{$name}{hub}, 100 * $m{$name}{wrk},
                    $m{$name}{cpu}, @{$m{$name}{range}}, $m{$name}{flt};
         }
@@ -858,8 +858,9 @@ sub measure {
         my @ratios = map { $p[$_]{cpu} / $g[$_]{cpu} } 0 .. $#p;
         $m{ratio} = $m{plain}{cpu} / $m{gateway}{cpu};
         $m{ratio_range} = [ range(@ratios) ];
-        printf "%-8s %-7s %6s %5s %4s %4s %7.2f [%5.2f-%6.2f]  plain/gateway%s\n",
-               '', 'ratio', '', '', '', '', $m{ratio}, @{$m{ratio_range}},
+        printf "%-8s %-7s %6s %5s %4s %4s %7.2f [%5.2f-%6.2f]  plain/gateway"
+               . "%s\n", '', 'ratio', '', '', '', '', $m{ratio},
+               @{$m{ratio_range}},
                $b->{status} == 200 ? '' : ' (plain forwards it)';
         $res{$b->{name}} = \%m;
 
