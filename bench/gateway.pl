@@ -850,7 +850,8 @@ sub measure {
                           flt => median(map { $_->{flt} } @$rs) };
             printf "%-8s %-7s %6.0f %4.0f%% %3.0f%% %3.0f%% %7.1f"
                    . " [%5.1f-%6.1f] %7.2f\n",
-                   $name eq 'plain' ? $b->{name} : '', $name, $m{$name}{rps}, 100 * $m{$name}{busy},
+                   $name eq 'plain' ? $b->{name} : '', $name, $m{$name}{rps},
+                   100 * $m{$name}{busy},
                    100 * $m{$name}{hub}, 100 * $m{$name}{wrk},
                    $m{$name}{cpu}, @{$m{$name}{range}}, $m{$name}{flt};
         }
