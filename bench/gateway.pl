@@ -185,7 +185,7 @@ for my $b (grep { $_->{status} == 200 } @BODIES) {
 # patterns that match nothing: a matcher that scans pays for the list.
 sub decoy {
     my ($c, $k) = @_;
-    my @kinds = ("fw$c-$k.**", "net.if$c-$k.*", "app1$k.*.set00",
+    my @kinds = ("fw$c-$k.**", "net.if$c-$k.*", "app9$k.*.set00",
                  "limits.*.max$c-$k", "*.*.cfg$c-$k");
     return $kinds[$k % 5];
 }
