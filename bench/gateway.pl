@@ -773,6 +773,14 @@ sub keepalive_requests {
     close $s;
 }
 
+# zeroes (-z) or dumps (-d) the counters of a process under callgrind;
+# bounded, should the process not answer
+sub callgrind_control {
+    my ($what, $pid) = @_;
+    system("timeout 60 callgrind_control $what $pid >/dev/null 2>&1") == 0
+        or die "callgrind_control $what $pid failed\n";
+}
+
 # a run of nginx under callgrind (master_process off): for each body a
 # warm-up, counters zeroed, $CG_REQUESTS requests, counters dumped;
 # returns the dumps, one a body
@@ -787,11 +795,9 @@ sub callgrind_run {
 
     for my $b (@BODIES) {
         keepalive_requests($port, $b, $warm, $side);
-        system("callgrind_control -z $pid >/dev/null 2>&1") == 0
-            or die "callgrind_control -z $pid failed\n";
+        callgrind_control('-z', $pid);
         keepalive_requests($port, $b, $CG_REQUESTS, $side);
-        system("callgrind_control -d $pid >/dev/null 2>&1") == 0
-            or die "callgrind_control -d $pid failed\n";
+        callgrind_control('-d', $pid);
         $warm = 5;
     }
 
@@ -996,7 +1002,12 @@ if ($ROUNDS) {
     stop_nginx('gw');
 }
 
-stages() if $CG_REQUESTS;
+if ($CG_REQUESTS && system('valgrind --version >/dev/null 2>&1') != 0) {
+    print "\nno valgrind: no split by stage (make deps installs it)\n";
+
+} elsif ($CG_REQUESTS) {
+    stages();
+}
 
 stop_nginx($_) for keys %masters;
 
