@@ -48,7 +48,7 @@ BENCHES     := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c)
 # what the build, the tests and the demo need, as Debian package names
 DEB_PACKAGES := nginx nginx-dev libjansson-dev libssl-dev gcc make perl \
                 openssl curl python3 clang libclang-rt-14-dev wrk \
-                libio-socket-ssl-perl
+                libio-socket-ssl-perl valgrind
 
 .PHONY: all build deps certs unit test run bench fuzz fuzz-run warnings clean \
         module-locked test-asan module-asan-locked deb deb-deps test-deb
@@ -224,6 +224,9 @@ $(BUILD)/bench/%: bench/%.c bench/bench.h $(PURE_SRCS)
 	$(CC) -std=gnu99 -O2 -g -Wall -Wextra -I$(MODDIR) -o $@ $< \
 	    $(PURE_SRCS) -lcrypto -ljansson
 
+# the pure parts alone, then the gateway against plain proxy_pass in the
+# configuration operators run (about 3 minutes; informs, never fails on a
+# figure)
 bench: deps build certs $(BENCHES)
 	for b in $(BENCHES); do $$b; done
 	perl bench/gateway.pl
