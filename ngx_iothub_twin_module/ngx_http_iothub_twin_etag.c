@@ -278,13 +278,17 @@ ngx_http_iothub_twin_twin_info(const unsigned char *json, size_t len,
          * needs no JSON escape and is an If-Match the gateway accepts.
          */
 
-        if (kend - key == 6 && memcmp(key, "\"etag\"", 6) == 0
-            && next - val >= 2 && *val == '"'
-            && ngx_http_iothub_twin_etagc(val + 1, next - val - 2)
-            && memchr(val + 1, '\\', next - val - 2) == NULL)
-        {
-            info->etag = val + 1;
-            info->etag_len = next - val - 2;
+        if (kend - key == 6 && memcmp(key, "\"etag\"", 6) == 0) {
+
+            if (next - val >= 2 && *val == '"'
+                && ngx_http_iothub_twin_etag_valid(val + 1, next - val - 2))
+            {
+                info->etag = val + 1;
+                info->etag_len = next - val - 2;
+
+            } else {
+                info->etag_invalid = 1;
+            }
 
         } else if (kend - key == 9 && memcmp(key, "\"version\"", 9) == 0) {
             v = 0;
@@ -323,19 +327,7 @@ ngx_http_iothub_twin_twin_info(const unsigned char *json, size_t len,
 int
 ngx_http_iothub_twin_etag_valid(const unsigned char *etag, size_t len)
 {
-    size_t  i;
-
-    if (len == 0 || len > NGX_HTTP_IOTHUB_TWIN_IF_MATCH_MAX) {
-        return 0;
-    }
-
-    for (i = 0; i < len; i++) {
-        if (etag[i] <= 0x20 || etag[i] >= 0x7f || etag[i] == '"'
-            || etag[i] == '\\')
-        {
-            return 0;
-        }
-    }
-
-    return 1;
+    return len > 0 && len <= NGX_HTTP_IOTHUB_TWIN_IF_MATCH_MAX
+           && ngx_http_iothub_twin_etagc(etag, len)
+           && memchr(etag, '\\', len) == NULL;
 }

@@ -32,6 +32,7 @@ typedef struct {
     size_t                etag_len;
     long long             version;
     unsigned              has_version:1;
+    unsigned              etag_invalid:1;  /* present, not a valid etag */
 } ngx_http_iothub_twin_twin_info_t;
 
 
@@ -42,8 +43,10 @@ const char *ngx_http_iothub_twin_if_match_name(
     ngx_http_iothub_twin_if_match_e kind);
 /*
  * An etag taken from a twin the hub sent may become a header only if it
- * is 1 to 256 bytes of printable ASCII without '"' or '\\' (the hub's are
- * base64): no CR, LF or escape ever reaches a response header.
+ * is 1 to 256 bytes of printable ASCII without '"', ',' or '\\' (the
+ * hub's are base64): no CR, LF or escape ever reaches a response header.
+ * ngx_http_iothub_twin_twin_info() reports no other etag, and says so in
+ * etag_invalid.
  */
 int ngx_http_iothub_twin_etag_valid(const unsigned char *etag, size_t len);
 int ngx_http_iothub_twin_twin_info(const unsigned char *json, size_t len,

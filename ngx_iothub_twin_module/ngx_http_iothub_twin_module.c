@@ -1674,16 +1674,15 @@ ngx_http_iothub_twin_twin_etag(ngx_http_request_t *r,
         ctx->version.len = ngx_sprintf(p, "%L", (int64_t) info.version) - p;
     }
 
-    if (info.etag == NULL) {
-        return NGX_OK;
-    }
-
     /* only an etag the hub could have made becomes a header */
 
-    if (!ngx_http_iothub_twin_etag_valid(info.etag, info.etag_len)) {
+    if (info.etag_invalid) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "iothub_twin: the hub's twin holds an etag that is not "
                       "a valid etag; no ETag is sent");
+    }
+
+    if (info.etag == NULL) {
         return NGX_OK;
     }
 
