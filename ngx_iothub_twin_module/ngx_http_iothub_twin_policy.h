@@ -71,6 +71,9 @@
 #define NGX_HTTP_IOTHUB_TWIN_POLICY_RULE_WORDS                               \
     ((NGX_HTTP_IOTHUB_TWIN_POLICY_MAX_RULES + 63) / 64)
 
+/* bytes of the previous path a decision keeps to resume its walk */
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_WALK         512
+
 
 typedef struct ngx_http_iothub_twin_policy_s  ngx_http_iothub_twin_policy_t;
 typedef struct ngx_http_iothub_twin_caller_s  ngx_http_iothub_twin_caller_t;
@@ -107,6 +110,24 @@ typedef struct {
      */
     char                                  reason[256];
     char                                  path[256];
+
+    /*
+     * The previous path's walk, for the next one to resume where both
+     * share their first keys: its section + 1 (0: none), its first
+     * walk_len bytes, and for each of its first walk_depth keys where it
+     * ends and the state reached.
+     */
+    unsigned                              walk_section;
+    uint16_t                              walk_len;
+    uint16_t                              walk_depth;
+    uint16_t                              walk_end[
+                                       NGX_HTTP_IOTHUB_TWIN_POLICY_PATH_DEPTH
+                                       + 1];
+    uint32_t                              walk_state[
+                                       NGX_HTTP_IOTHUB_TWIN_POLICY_PATH_DEPTH
+                                       + 1];
+    unsigned char                         walk_path[
+                                       NGX_HTTP_IOTHUB_TWIN_POLICY_WALK];
 } ngx_http_iothub_twin_policy_decision_t;
 
 

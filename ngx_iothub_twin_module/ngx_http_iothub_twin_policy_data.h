@@ -223,5 +223,9 @@ size_t ngx_http_iothub_twin_policy_escape(char *dst, size_t size,
 uint32_t ngx_http_iothub_twin_policy_hash(const unsigned char *p,
     size_t len);
 
+/* where the edge for a key from a state (+ 1) is looked up first */
+#define ngx_http_iothub_twin_policy_edge_hash(p, len, from)                  \
+    (ngx_http_iothub_twin_policy_hash(p, len) ^ ((from) * 0x9e3779b9u))
+
 
 #endif /* _NGX_HTTP_IOTHUB_TWIN_POLICY_DATA_H_INCLUDED_ */

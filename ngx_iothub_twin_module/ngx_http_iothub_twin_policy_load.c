@@ -228,8 +228,15 @@ ngx_http_iothub_twin_policy_parse(const char *name, const char *json,
         return NULL;
     }
 
-    rc = ngx_http_iothub_twin_policy_callers(&ctx, root);
+    /* callers with the same path patterns share their automata */
 
+    ctx.cache = ngx_http_iothub_twin_policy_cache_create();
+
+    rc = (ctx.cache != NULL)
+         ? ngx_http_iothub_twin_policy_callers(&ctx, root)
+         : ngx_http_iothub_twin_policy_fail(&ctx, NULL, "out of memory");
+
+    ngx_http_iothub_twin_policy_cache_free(ctx.cache);
     json_decref(root);
 
     if (rc != 0) {
@@ -465,7 +472,7 @@ static int
 ngx_http_iothub_twin_policy_callers(ngx_http_iothub_twin_policy_ctx_t *ctx,
     json_t *root)
 {
-    char                           *copy;
+    char                           *copy, msg[256];
     size_t                          i, n, size;
     json_t                         *callers, *value;
     const char                     *name;
@@ -551,6 +558,13 @@ ngx_http_iothub_twin_policy_callers(ngx_http_iothub_twin_policy_ctx_t *ctx,
 
         if (ngx_http_iothub_twin_policy_parse_caller(ctx, c, value) != 0) {
             return -1;
+        }
+
+        if (ngx_http_iothub_twin_policy_compile(policy, c, ctx->cache, msg,
+                                                sizeof(msg))
+            != 0)
+        {
+            return ngx_http_iothub_twin_policy_fail(ctx, NULL, "%s", msg);
         }
 
         ngx_http_iothub_twin_policy_insert(policy, i);
@@ -1070,6 +1084,8 @@ ngx_http_iothub_twin_policy_parse_ids(ngx_http_iothub_twin_policy_ctx_t *ctx,
             r->device_twin = 1;
             continue;
         }
+
+        ids[n].rule = (uint16_t) ctx->rule;
 
         if (ngx_http_iothub_twin_policy_parse_id(ctx, where, &ids[n],
                                   (const unsigned char *) json_string_value(v),

@@ -22,47 +22,47 @@
     NGX_HTTP_IOTHUB_TWIN_POLICY_PATH_DEPTH
 
 
-typedef struct {
-    const unsigned char                  *data;
-    size_t                                len;
-} ngx_http_iothub_twin_policy_key_t;
-
-
 static size_t ngx_http_iothub_twin_policy_width(unsigned char c,
     int quotes);
-static int ngx_http_iothub_twin_policy_id_match(
-    const ngx_http_iothub_twin_policy_id_t *id, const unsigned char *s,
-    size_t len);
+static void ngx_http_iothub_twin_policy_covers(
+    const ngx_http_iothub_twin_caller_t *c, const unsigned char *device,
+    size_t dlen, const unsigned char *module, size_t mlen,
+    uint64_t *covered);
+static void ngx_http_iothub_twin_policy_ids(
+    const ngx_http_iothub_twin_policy_ids_t *ids, const unsigned char *s,
+    size_t len, int system, uint64_t *bits, size_t nwords);
 static int ngx_http_iothub_twin_policy_glob(const unsigned char *p,
     size_t plen, const unsigned char *s, size_t slen);
-static int ngx_http_iothub_twin_policy_covers(
-    const ngx_http_iothub_twin_policy_rule_t *r, const unsigned char *device,
-    size_t dlen, const unsigned char *module, size_t mlen);
-static int ngx_http_iothub_twin_policy_check(
-    const ngx_http_iothub_twin_policy_decision_t *d, unsigned section,
-    const ngx_http_iothub_twin_policy_key_t *keys, size_t n, size_t *ri,
-    size_t *di);
-static int ngx_http_iothub_twin_policy_allows(
-    const ngx_http_iothub_twin_policy_path_t *pp,
-    const ngx_http_iothub_twin_policy_key_t *keys, size_t n);
-static int ngx_http_iothub_twin_policy_agree(
-    const ngx_http_iothub_twin_policy_path_t *pp,
-    const ngx_http_iothub_twin_policy_key_t *keys, size_t m);
-static int ngx_http_iothub_twin_policy_overlaps(
-    const ngx_http_iothub_twin_policy_path_t *pp,
-    const ngx_http_iothub_twin_policy_key_t *keys, size_t n);
 static int ngx_http_iothub_twin_policy_refuse_target(
-    ngx_http_iothub_twin_policy_decision_t *d, const unsigned char *device,
-    size_t dlen, const unsigned char *module, size_t mlen);
-static int ngx_http_iothub_twin_policy_replace(
-    ngx_http_iothub_twin_policy_decision_t *d, const unsigned char *device,
-    size_t dlen, const unsigned char *module, size_t mlen);
-static int ngx_http_iothub_twin_policy_refuse(
-    ngx_http_iothub_twin_policy_decision_t *d, const unsigned char *path,
-    size_t len, const char *fmt, ...) __attribute__ ((format (printf, 4, 5)));
+    ngx_http_iothub_twin_policy_decision_t *d, const uint64_t *covered,
+    const unsigned char *device, size_t dlen, const unsigned char *module,
+    size_t mlen);
 static void ngx_http_iothub_twin_policy_target_name(char *dst, size_t size,
     const unsigned char *device, size_t dlen, const unsigned char *module,
     size_t mlen);
+static int ngx_http_iothub_twin_policy_replace(
+    ngx_http_iothub_twin_policy_decision_t *d, const unsigned char *device,
+    size_t dlen, const unsigned char *module, size_t mlen);
+static int ngx_http_iothub_twin_policy_walk(
+    ngx_http_iothub_twin_policy_decision_t *d, unsigned s,
+    const unsigned char *path, size_t len, const size_t *ends, size_t n,
+    size_t *ri);
+static uint32_t ngx_http_iothub_twin_policy_step(
+    const ngx_http_iothub_twin_policy_dfa_t *dfa, uint32_t st,
+    const unsigned char *key, size_t len);
+static int ngx_http_iothub_twin_policy_verdict(
+    const ngx_http_iothub_twin_policy_decision_t *d,
+    const ngx_http_iothub_twin_policy_dfa_t *dfa,
+    const ngx_http_iothub_twin_policy_state_t *state, size_t *ri);
+static int ngx_http_iothub_twin_policy_meets(
+    const ngx_http_iothub_twin_policy_decision_t *d,
+    const ngx_http_iothub_twin_policy_dfa_t *dfa, uint32_t offset);
+static size_t ngx_http_iothub_twin_policy_deny_index(
+    const ngx_http_iothub_twin_policy_rule_t *r, unsigned s,
+    const unsigned char *path, const size_t *ends, size_t n);
+static int ngx_http_iothub_twin_policy_refuse(
+    ngx_http_iothub_twin_policy_decision_t *d, const unsigned char *path,
+    size_t len, const char *fmt, ...) __attribute__ ((format (printf, 4, 5)));
 
 
 static const char *const  ngx_http_iothub_twin_policy_ops[] = {
@@ -302,8 +302,8 @@ ngx_http_iothub_twin_policy_target(ngx_http_iothub_twin_policy_decision_t *d,
     const unsigned char *device, size_t dlen, const unsigned char *module,
     size_t mlen)
 {
-    size_t                                     i;
-    const ngx_http_iothub_twin_policy_rule_t  *r;
+    size_t    w;
+    uint64_t  covered[NGX_HTTP_IOTHUB_TWIN_WORDS];
 
     memset(&d->rules, 0, sizeof(ngx_http_iothub_twin_policy_rules_t));
     d->caller = c;
@@ -316,6 +316,7 @@ ngx_http_iothub_twin_policy_target(ngx_http_iothub_twin_policy_decision_t *d,
     d->report = (c != NULL && c->report);
     d->reason[0] = '\0';
     d->path[0] = '\0';
+    d->walk_section = 0;
 
     if (c == NULL) {
         return ngx_http_iothub_twin_policy_refuse(d, NULL, 0,
@@ -339,21 +340,17 @@ ngx_http_iothub_twin_policy_target(ngx_http_iothub_twin_policy_decision_t *d,
                                                   "an empty module ID");
     }
 
-    for (i = 0; i < c->nrules; i++) {
-        r = &c->rules[i];
+    ngx_http_iothub_twin_policy_covers(c, device, dlen, module, mlen,
+                                       covered);
 
-        if ((r->ops & (1u << op))
-            && ngx_http_iothub_twin_policy_covers(r, device, dlen, module,
-                                                  mlen))
-        {
-            d->rules.w[i / 64] |= (uint64_t) 1 << (i % 64);
-            d->nrules++;
-        }
+    for (w = 0; w < c->nwords; w++) {
+        d->rules.w[w] = covered[w] & c->ops[op][w];
+        d->nrules += __builtin_popcountll(d->rules.w[w]);
     }
 
     if (d->nrules == 0) {
-        return ngx_http_iothub_twin_policy_refuse_target(d, device, dlen,
-                                                         module, mlen);
+        return ngx_http_iothub_twin_policy_refuse_target(d, covered, device,
+                                                         dlen, module, mlen);
     }
 
     if (op == NGX_HTTP_IOTHUB_TWIN_OP_REPLACE
@@ -369,67 +366,100 @@ ngx_http_iothub_twin_policy_target(ngx_http_iothub_twin_policy_decision_t *d,
 }
 
 
-static int
-ngx_http_iothub_twin_policy_covers(const ngx_http_iothub_twin_policy_rule_t *r,
+/* covered: the rules whose devices and modules cover the twin */
+
+static void
+ngx_http_iothub_twin_policy_covers(const ngx_http_iothub_twin_caller_t *c,
     const unsigned char *device, size_t dlen, const unsigned char *module,
-    size_t mlen)
+    size_t mlen, uint64_t *covered)
 {
-    size_t  i;
+    size_t    w;
+    uint64_t  any, modules[NGX_HTTP_IOTHUB_TWIN_WORDS];
 
-    for (i = 0; i < r->ndevices; i++) {
-        if (ngx_http_iothub_twin_policy_id_match(&r->devices[i], device,
-                                                 dlen))
-        {
-            break;
-        }
-    }
+    ngx_http_iothub_twin_policy_ids(&c->devices, device, dlen, 0, covered,
+                                    c->nwords);
 
-    if (i == r->ndevices) {
-        return 0;
-    }
+    any = 0;
 
     if (module == NULL) {
-        return r->device_twin;
-    }
-
-    for (i = 0; i < r->nmodules; i++) {
-
-        /* a system module only for a pattern that names one */
-
-        if (module[0] == '$' && !r->modules[i].system) {
-            continue;
+        for (w = 0; w < c->nwords; w++) {
+            covered[w] &= c->device_twin[w];
         }
 
-        if (ngx_http_iothub_twin_policy_id_match(&r->modules[i], module,
-                                                 mlen))
-        {
-            return 1;
-        }
+        return;
     }
 
-    return 0;
+    for (w = 0; w < c->nwords; w++) {
+        any |= covered[w];
+    }
+
+    if (any == 0) {
+        return;
+    }
+
+    /* a system module only for a pattern that names one */
+
+    ngx_http_iothub_twin_policy_ids(&c->modules, module, mlen,
+                                    module[0] == '$', modules, c->nwords);
+
+    for (w = 0; w < c->nwords; w++) {
+        covered[w] &= modules[w];
+    }
 }
 
 
-static int
-ngx_http_iothub_twin_policy_id_match(
-    const ngx_http_iothub_twin_policy_id_t *id, const unsigned char *s,
-    size_t len)
+/* bits: the rules with a pattern in ids matching the ID */
+
+static void
+ngx_http_iothub_twin_policy_ids(const ngx_http_iothub_twin_policy_ids_t *ids,
+    const unsigned char *s, size_t len, int system, uint64_t *bits,
+    size_t nwords)
 {
-    if (id->first != '\0' && id->first != s[0]) {
-        return 0;
+    size_t                                      i, slot;
+    uint32_t                                    h, rule;
+    const ngx_http_iothub_twin_policy_id_t     *id;
+    const ngx_http_iothub_twin_policy_exact_t  *e;
+
+    memset(bits, 0, nwords * sizeof(uint64_t));
+
+    if (ids->n > 0) {
+        h = ngx_http_iothub_twin_policy_hash(s, len);
+
+        for (slot = h & ids->mask; ids->slots[slot].rule;
+             slot = (slot + 1) & ids->mask)
+        {
+            e = &ids->slots[slot];
+
+            if (e->hash == h && e->len == len
+                && memcmp(e->data, s, len) == 0)
+            {
+                rule = e->rule - 1;
+                bits[rule / 64] |= (uint64_t) 1 << (rule % 64);
+            }
+        }
     }
 
-    switch (id->kind) {
+    for (i = 0; i < ids->nwild; i++) {
+        id = &ids->wild[i];
 
-    case NGX_HTTP_IOTHUB_TWIN_POLICY_EXACT:
-        return len == id->len && memcmp(s, id->data, len) == 0;
+        if (bits[id->rule / 64] & ((uint64_t) 1 << (id->rule % 64))) {
+            continue;
+        }
 
-    case NGX_HTTP_IOTHUB_TWIN_POLICY_PREFIX:
-        return len >= id->len && memcmp(s, id->data, id->len) == 0;
+        if (system && !id->system) {
+            continue;
+        }
 
-    default:
-        return ngx_http_iothub_twin_policy_glob(id->data, id->len, s, len);
+        if (id->first != '\0' && id->first != s[0]) {
+            continue;
+        }
+
+        if (id->kind == NGX_HTTP_IOTHUB_TWIN_POLICY_PREFIX
+            ? (len >= id->len && memcmp(s, id->data, id->len) == 0)
+            : ngx_http_iothub_twin_policy_glob(id->data, id->len, s, len))
+        {
+            bits[id->rule / 64] |= (uint64_t) 1 << (id->rule % 64);
+        }
     }
 }
 
@@ -481,11 +511,12 @@ ngx_http_iothub_twin_policy_glob(const unsigned char *p, size_t plen,
 
 static int
 ngx_http_iothub_twin_policy_refuse_target(
-    ngx_http_iothub_twin_policy_decision_t *d, const unsigned char *device,
-    size_t dlen, const unsigned char *module, size_t mlen)
+    ngx_http_iothub_twin_policy_decision_t *d, const uint64_t *covered,
+    const unsigned char *device, size_t dlen, const unsigned char *module,
+    size_t mlen)
 {
     char                                  what[NGX_HTTP_IOTHUB_TWIN_TSHOWN];
-    size_t                                i;
+    size_t                                w;
     const ngx_http_iothub_twin_caller_t  *c;
 
     c = d->caller;
@@ -493,10 +524,8 @@ ngx_http_iothub_twin_policy_refuse_target(
     ngx_http_iothub_twin_policy_target_name(what, sizeof(what), device, dlen,
                                             module, mlen);
 
-    for (i = 0; i < c->nrules; i++) {
-        if (ngx_http_iothub_twin_policy_covers(&c->rules[i], device, dlen,
-                                               module, mlen))
-        {
+    for (w = 0; w < c->nwords; w++) {
+        if (covered[w]) {
             return ngx_http_iothub_twin_policy_refuse(d, NULL, 0,
                                        "operation %s is not allowed on %s",
                                        ngx_http_iothub_twin_policy_ops[d->op],
@@ -541,16 +570,22 @@ ngx_http_iothub_twin_policy_replace(ngx_http_iothub_twin_policy_decision_t *d,
     const unsigned char *device, size_t dlen, const unsigned char *module,
     size_t mlen)
 {
-    int          rc;
-    char         what[NGX_HTTP_IOTHUB_TWIN_TSHOWN];
-    size_t       ri, di;
-    unsigned     s;
-    const char  *name;
+    int                                        rc;
+    char                                       what[NGX_HTTP_IOTHUB_TWIN_TSHOWN];
+    size_t                                     ri, di;
+    unsigned                                   s;
+    const char                                *name;
+    const ngx_http_iothub_twin_policy_dfa_t   *dfa;
 
     static const char *const  sections[] = { "tags", "properties.desired" };
 
     for (s = 0; s < 2; s++) {
-        rc = ngx_http_iothub_twin_policy_check(d, s, NULL, 0, &ri, &di);
+        dfa = d->caller->paths[s];
+
+        rc = (dfa == NULL) ? NGX_HTTP_IOTHUB_TWIN_POLICY_UNCOVERED
+                           : ngx_http_iothub_twin_policy_verdict(d, dfa,
+                                                                 &dfa->states[0],
+                                                                 &ri);
 
         if (rc == NGX_HTTP_IOTHUB_TWIN_POLICY_ALLOWED) {
             continue;
@@ -562,6 +597,8 @@ ngx_http_iothub_twin_policy_replace(ngx_http_iothub_twin_policy_decision_t *d,
         name = sections[s];
 
         if (rc == NGX_HTTP_IOTHUB_TWIN_POLICY_DENIED) {
+            di = ngx_http_iothub_twin_policy_deny_index(&d->caller->rules[ri],
+                                                        s, NULL, NULL, 0);
             return ngx_http_iothub_twin_policy_refuse(d, NULL, 0,
                                        "operation replace is not allowed on"
                                        " %s: %s is partly denied by"
@@ -583,13 +620,13 @@ int
 ngx_http_iothub_twin_policy_path(ngx_http_iothub_twin_policy_decision_t *d,
     const unsigned char *path, size_t len, int is_delete)
 {
-    int                                rc;
-    char                               caller[NGX_HTTP_IOTHUB_TWIN_SHOWN];
-    char                               shown[NGX_HTTP_IOTHUB_TWIN_PSHOWN];
-    size_t                             n, skip, ri, di;
-    unsigned                           s;
-    const unsigned char               *p, *end, *dot;
-    ngx_http_iothub_twin_policy_key_t  keys[NGX_HTTP_IOTHUB_TWIN_DEPTH];
+    int          rc;
+    char         caller[NGX_HTTP_IOTHUB_TWIN_SHOWN];
+    char         shown[NGX_HTTP_IOTHUB_TWIN_PSHOWN];
+    size_t       n, skip, ri, di;
+    size_t       ends[NGX_HTTP_IOTHUB_TWIN_DEPTH + 1];
+    unsigned     s;
+    const char  *p, *end, *dot;
 
     (void) is_delete;
 
@@ -624,14 +661,17 @@ ngx_http_iothub_twin_policy_path(ngx_http_iothub_twin_policy_decision_t *d,
         skip = 0;
     }
 
+    /* ends[i]: where key i ends (ends[0]: the section) */
+
     n = 0;
     rc = -1;
 
     if (s < 2) {
         rc = 0;
-        end = path + len;
+        ends[0] = skip;
+        end = (const char *) path + len;
 
-        for (p = path + skip; p < end; p = dot) {
+        for (p = (const char *) path + skip; p < end; p = dot) {
 
             /* p is at the '.' before the next key */
 
@@ -647,9 +687,7 @@ ngx_http_iothub_twin_policy_path(ngx_http_iothub_twin_policy_decision_t *d,
                 break;
             }
 
-            keys[n].data = p;
-            keys[n].len = dot - p;
-            n++;
+            ends[++n] = dot - (const char *) path;
         }
     }
 
@@ -660,7 +698,7 @@ ngx_http_iothub_twin_policy_path(ngx_http_iothub_twin_policy_decision_t *d,
                                        "%s: not a writable path", shown);
     }
 
-    rc = ngx_http_iothub_twin_policy_check(d, s, keys, n, &ri, &di);
+    rc = ngx_http_iothub_twin_policy_walk(d, s, path, len, ends, n, &ri);
 
     if (rc == NGX_HTTP_IOTHUB_TWIN_POLICY_ALLOWED) {
         return 0;
@@ -668,6 +706,7 @@ ngx_http_iothub_twin_policy_path(ngx_http_iothub_twin_policy_decision_t *d,
 
     if (d->nrefused > 0) {
         d->nrefused++;
+        d->allowed = 0;
         return -1;
     }
 
@@ -678,6 +717,8 @@ ngx_http_iothub_twin_policy_path(ngx_http_iothub_twin_policy_decision_t *d,
                                    d->caller->name_len, 1);
 
     if (rc == NGX_HTTP_IOTHUB_TWIN_POLICY_DENIED) {
+        di = ngx_http_iothub_twin_policy_deny_index(&d->caller->rules[ri], s,
+                                                    path, ends, n);
         return ngx_http_iothub_twin_policy_refuse(d, path, len,
                                        "%s: denied to caller %s by"
                                        " rules[%zu].deny[%zu]", shown,
@@ -691,112 +732,229 @@ ngx_http_iothub_twin_policy_path(ngx_http_iothub_twin_policy_decision_t *d,
 
 
 /*
- * keys[0 .. n - 1] below section s: denied if a deny pattern of a matched
- * rule overlaps it, allowed if an allow pattern of one matches it
+ * One lookup per key in the section's automaton, resuming from the
+ * previous path's walk where both share their first keys, and stopping
+ * at a node the decision's rules allow wholly (a "**" and no deny at or
+ * below it).
  */
 
 static int
-ngx_http_iothub_twin_policy_check(
-    const ngx_http_iothub_twin_policy_decision_t *d, unsigned section,
-    const ngx_http_iothub_twin_policy_key_t *keys, size_t n, size_t *ri,
-    size_t *di)
+ngx_http_iothub_twin_policy_walk(ngx_http_iothub_twin_policy_decision_t *d,
+    unsigned s, const unsigned char *path, size_t len, const size_t *ends,
+    size_t n, size_t *ri)
 {
-    int                                        allowed;
-    size_t                                     w, i, k, words;
-    uint64_t                                   bits;
-    const ngx_http_iothub_twin_policy_rule_t  *r;
+    int                                         rc;
+    size_t                                      j, same, keep, max;
+    uint32_t                                    st;
+    const ngx_http_iothub_twin_policy_dfa_t    *dfa;
+    const ngx_http_iothub_twin_policy_state_t  *state;
 
-    allowed = 0;
-    words = (d->caller->nrules + 63) / 64;
+    dfa = d->caller->paths[s];
 
-    for (w = 0; w < words; w++) {
+    if (dfa == NULL) {
+        return NGX_HTTP_IOTHUB_TWIN_POLICY_UNCOVERED;
+    }
 
-        for (bits = d->rules.w[w]; bits; bits &= bits - 1) {
-            i = w * 64 + __builtin_ctzll(bits);
-            r = &d->caller->rules[i];
+    j = 0;
+    st = 1;
+    same = 0;
 
-            for (k = 0; k < r->ndeny[section]; k++) {
-                if (ngx_http_iothub_twin_policy_overlaps(&r->deny[section][k],
-                                                         keys, n))
-                {
-                    *ri = i;
-                    *di = r->deny[section][k].index;
-                    return NGX_HTTP_IOTHUB_TWIN_POLICY_DENIED;
-                }
+    if (d->walk_section == s + 1) {
+        max = (len < d->walk_len) ? len : d->walk_len;
+
+        while (same < max && path[same] == d->walk_path[same]) {
+            same++;
+        }
+
+        /* the deepest key both paths end at the same place, same bytes */
+
+        for (j = d->walk_depth; j > 0; j--) {
+            if (j <= n && ends[j] == d->walk_end[j] && ends[j] <= same) {
+                break;
             }
+        }
 
-            if (allowed) {
-                continue;
-            }
+        st = d->walk_state[j];
+    }
 
-            for (k = 0; k < r->nallow[section]; k++) {
-                if (ngx_http_iothub_twin_policy_allows(&r->allow[section][k],
-                                                       keys, n))
-                {
-                    allowed = 1;
-                    break;
-                }
+    for ( ;; ) {
+        d->walk_state[j] = st;
+
+        if (st == 0) {
+            rc = NGX_HTTP_IOTHUB_TWIN_POLICY_UNCOVERED;
+            break;
+        }
+
+        state = &dfa->states[st - 1];
+
+        if (j == n) {
+            rc = ngx_http_iothub_twin_policy_verdict(d, dfa, state, ri);
+            break;
+        }
+
+        if (state->rest
+            && ngx_http_iothub_twin_policy_meets(d, dfa, state->rest)
+            && !ngx_http_iothub_twin_policy_meets(d, dfa, state->deny))
+        {
+            rc = NGX_HTTP_IOTHUB_TWIN_POLICY_ALLOWED;
+            break;
+        }
+
+        st = ngx_http_iothub_twin_policy_step(dfa, st, path + ends[j] + 1,
+                                              ends[j + 1] - ends[j] - 1);
+        j++;
+    }
+
+    /* keep the walk as far as its bytes fit */
+
+    while (j > 0 && ends[j] > NGX_HTTP_IOTHUB_TWIN_POLICY_WALK) {
+        j--;
+    }
+
+    keep = (len < NGX_HTTP_IOTHUB_TWIN_POLICY_WALK)
+           ? len : NGX_HTTP_IOTHUB_TWIN_POLICY_WALK;
+
+    if (d->walk_section != s + 1) {
+        same = 0;
+    }
+
+    if (keep > same) {
+        memcpy(d->walk_path + same, path + same, keep - same);
+    }
+
+    d->walk_section = s + 1;
+    d->walk_len = (uint16_t) keep;
+    d->walk_depth = (uint16_t) j;
+
+    for (/* void */; j > 0; j--) {
+        d->walk_end[j] = (uint16_t) ends[j];
+    }
+
+    return rc;
+}
+
+
+static uint32_t
+ngx_http_iothub_twin_policy_step(const ngx_http_iothub_twin_policy_dfa_t *dfa,
+    uint32_t st, const unsigned char *key, size_t len)
+{
+    size_t                                     slot;
+    uint32_t                                   h;
+    const ngx_http_iothub_twin_policy_edge_t  *e;
+
+    h = ngx_http_iothub_twin_policy_edge_hash(key, len, st);
+
+    for (slot = h & dfa->mask; dfa->edges[slot].from;
+         slot = (slot + 1) & dfa->mask)
+    {
+        e = &dfa->edges[slot];
+
+        if (e->hash == h && e->from == st && e->len == len
+            && memcmp(e->data, key, len) == 0)
+        {
+            return e->to;
+        }
+    }
+
+    return dfa->states[st - 1].other;
+}
+
+
+/* denied if a deny of a decision's rule overlaps, else allowed if ... */
+
+static int
+ngx_http_iothub_twin_policy_verdict(
+    const ngx_http_iothub_twin_policy_decision_t *d,
+    const ngx_http_iothub_twin_policy_dfa_t *dfa,
+    const ngx_http_iothub_twin_policy_state_t *state, size_t *ri)
+{
+    size_t           w;
+    uint64_t         bits;
+    const uint64_t  *deny;
+
+    if (state->deny) {
+        deny = &dfa->words[state->deny];
+
+        for (w = 0; w < d->caller->nwords; w++) {
+            bits = deny[w] & d->rules.w[w];
+
+            if (bits) {
+                /* the first such rule, as messages name it */
+                *ri = w * 64 + __builtin_ctzll(bits);
+                return NGX_HTTP_IOTHUB_TWIN_POLICY_DENIED;
             }
         }
     }
 
-    return allowed ? NGX_HTTP_IOTHUB_TWIN_POLICY_ALLOWED
-                   : NGX_HTTP_IOTHUB_TWIN_POLICY_UNCOVERED;
+    return ngx_http_iothub_twin_policy_meets(d, dfa, state->allow)
+           ? NGX_HTTP_IOTHUB_TWIN_POLICY_ALLOWED
+           : NGX_HTTP_IOTHUB_TWIN_POLICY_UNCOVERED;
 }
 
 
-/* the pattern matches the path itself */
+/* the bit set at offset has a rule of the decision */
 
 static int
-ngx_http_iothub_twin_policy_allows(
-    const ngx_http_iothub_twin_policy_path_t *pp,
-    const ngx_http_iothub_twin_policy_key_t *keys, size_t n)
+ngx_http_iothub_twin_policy_meets(
+    const ngx_http_iothub_twin_policy_decision_t *d,
+    const ngx_http_iothub_twin_policy_dfa_t *dfa, uint32_t offset)
 {
-    if (pp->rest ? n < pp->nsegs : n != pp->nsegs) {
+    size_t           w;
+    const uint64_t  *bits;
+
+    if (offset == 0) {
         return 0;
     }
 
-    return ngx_http_iothub_twin_policy_agree(pp, keys, pp->nsegs);
+    bits = &dfa->words[offset];
+
+    for (w = 0; w < d->caller->nwords; w++) {
+        if (bits[w] & d->rules.w[w]) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
 /*
- * The pattern matches the path, an ancestor or a descendant of it: the
- * keys both have agree as far as the shorter goes (a pattern can always
- * be continued, its segments being "*", "**" or keys).
+ * For a message only: the first deny pattern of rule r that overlaps the
+ * path (its keys end at ends[1 .. n]; n 0 for the whole section).
  */
 
-static int
-ngx_http_iothub_twin_policy_overlaps(
-    const ngx_http_iothub_twin_policy_path_t *pp,
-    const ngx_http_iothub_twin_policy_key_t *keys, size_t n)
+static size_t
+ngx_http_iothub_twin_policy_deny_index(
+    const ngx_http_iothub_twin_policy_rule_t *r, unsigned s,
+    const unsigned char *path, const size_t *ends, size_t n)
 {
-    return ngx_http_iothub_twin_policy_agree(pp, keys,
-                                             (n < pp->nsegs) ? n : pp->nsegs);
-}
+    size_t                                     k, i, m, klen;
+    const unsigned char                       *key;
+    const ngx_http_iothub_twin_policy_seg_t   *seg;
+    const ngx_http_iothub_twin_policy_path_t  *pp;
 
+    for (k = 0; k < r->ndeny[s]; k++) {
+        pp = &r->deny[s][k];
+        m = (n < pp->nsegs) ? n : pp->nsegs;
 
-/* the first m segments of the pattern match the first m keys */
+        for (i = 0; i < m; i++) {
+            seg = &pp->segs[i];
+            key = path + ends[i] + 1;
+            klen = ends[i + 1] - ends[i] - 1;
 
-static int
-ngx_http_iothub_twin_policy_agree(const ngx_http_iothub_twin_policy_path_t *pp,
-    const ngx_http_iothub_twin_policy_key_t *keys, size_t m)
-{
-    size_t                                    i;
-    const ngx_http_iothub_twin_policy_seg_t  *seg;
+            if (!seg->any
+                && (seg->len != klen || memcmp(seg->data, key, klen) != 0))
+            {
+                break;
+            }
+        }
 
-    for (i = 0; i < m; i++) {
-        seg = &pp->segs[i];
-
-        if (!seg->any
-            && (seg->len != keys[i].len
-                || memcmp(seg->data, keys[i].data, seg->len) != 0))
-        {
-            return 0;
+        if (i == m) {
+            return pp->index;
         }
     }
 
-    return 1;
+    return 0;
 }
 
 
@@ -823,4 +981,3 @@ ngx_http_iothub_twin_policy_refuse(ngx_http_iothub_twin_policy_decision_t *d,
 
     return -1;
 }
-
