@@ -897,8 +897,10 @@ ngx_http_iothub_twin_policy_determinize(ngx_http_iothub_twin_policy_build_t *b,
             }
         }
 
-        qsort(b->keys.elts, b->keys.n, b->keys.size,
-              ngx_http_iothub_twin_policy_cmp_key);
+        if (b->keys.n > 1) {
+            qsort(b->keys.elts, b->keys.n, b->keys.size,
+                  ngx_http_iothub_twin_policy_cmp_key);
+        }
 
         for (k = 0; k < b->keys.n; k = j) {
             key = ngx_http_iothub_twin_policy_elt(&b->keys,
