@@ -30,6 +30,9 @@
 
 #define NGX_HTTP_IOTHUB_TWIN_POLICY_BUCKETS     4096
 
+/* wild ID patterns of a caller from which they are indexed by first byte */
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_INDEX_WILD  16
+
 
 typedef struct {
     uint32_t                              lit;     /* first edge + 1 */
@@ -112,6 +115,9 @@ static void ngx_http_iothub_twin_policy_vec_free(
 static int ngx_http_iothub_twin_policy_compile_ids(
     ngx_http_iothub_twin_policy_t *policy, ngx_http_iothub_twin_caller_t *c,
     int modules);
+static int ngx_http_iothub_twin_policy_index_wild(
+    ngx_http_iothub_twin_policy_t *policy,
+    ngx_http_iothub_twin_policy_ids_t *ids);
 static int ngx_http_iothub_twin_policy_serialize(
     const ngx_http_iothub_twin_caller_t *c, unsigned s,
     ngx_http_iothub_twin_policy_vec_t *out);
@@ -418,6 +424,50 @@ ngx_http_iothub_twin_policy_compile_ids(ngx_http_iothub_twin_policy_t *policy,
             ids->n++;
         }
     }
+
+    if (nwild < NGX_HTTP_IOTHUB_TWIN_POLICY_INDEX_WILD) {
+        return 0;
+    }
+
+    return ngx_http_iothub_twin_policy_index_wild(policy, ids);
+}
+
+
+/* a counting sort of the wild patterns by first byte, stable */
+
+static int
+ngx_http_iothub_twin_policy_index_wild(ngx_http_iothub_twin_policy_t *policy,
+    ngx_http_iothub_twin_policy_ids_t *ids)
+{
+    size_t                             i;
+    uint32_t                          *first, pos[256];
+    ngx_http_iothub_twin_policy_id_t  *sorted;
+
+    first = ngx_http_iothub_twin_policy_alloc(policy, 257 * sizeof(uint32_t));
+    sorted = ngx_http_iothub_twin_policy_alloc(policy,
+                      ids->nwild * sizeof(ngx_http_iothub_twin_policy_id_t));
+    if (first == NULL || sorted == NULL) {
+        return -1;
+    }
+
+    for (i = 0; i < ids->nwild; i++) {
+        first[ids->wild[i].first + 1]++;
+    }
+
+    for (i = 1; i <= 256; i++) {
+        first[i] += first[i - 1];
+    }
+
+    memcpy(pos, first, sizeof(pos));
+
+    for (i = 0; i < ids->nwild; i++) {
+        sorted[pos[ids->wild[i].first]++] = ids->wild[i];
+    }
+
+    /* the unsorted copy stays in the policy's memory, unused */
+
+    ids->wild = sorted;
+    ids->first = first;
 
     return 0;
 }

@@ -122,8 +122,14 @@ typedef struct {
     uint32_t                              mask;
     uint32_t                              n;
 
-    /* prefixes and globs, tried one by one */
+    /*
+     * Prefixes and globs, tried one by one; with many, sorted by their
+     * first byte (0: a wildcard) and first[b] .. first[b + 1] those
+     * beginning with b, so that an ID meets only its own and those
+     * beginning with a wildcard.
+     */
     ngx_http_iothub_twin_policy_id_t     *wild;
+    uint32_t                             *first;
     uint32_t                              nwild;
 } ngx_http_iothub_twin_policy_ids_t;
 

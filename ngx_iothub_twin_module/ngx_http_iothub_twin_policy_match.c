@@ -31,6 +31,9 @@ static void ngx_http_iothub_twin_policy_covers(
 static void ngx_http_iothub_twin_policy_ids(
     const ngx_http_iothub_twin_policy_ids_t *ids, const unsigned char *s,
     size_t len, int system, uint64_t *bits, size_t nwords);
+static void ngx_http_iothub_twin_policy_wild(
+    const ngx_http_iothub_twin_policy_id_t *id, size_t n,
+    const unsigned char *s, size_t len, int system, uint64_t *bits);
 static int ngx_http_iothub_twin_policy_glob(const unsigned char *p,
     size_t plen, const unsigned char *s, size_t slen);
 static int ngx_http_iothub_twin_policy_refuse_target(
@@ -142,25 +145,36 @@ ngx_http_iothub_twin_policy_width(unsigned char c, int quotes)
 }
 
 
+/*
+ * Eight bytes per multiplication, then murmur3's 64-bit finalizer so that
+ * the low bits mix well; tables looked up with it are built at
+ * configuration time, so a request's bytes cannot lengthen their probes.
+ */
+
 uint32_t
 ngx_http_iothub_twin_policy_hash(const unsigned char *p, size_t len)
 {
-    uint32_t  h;
+    uint64_t  h, k;
 
-    h = 2166136261u;
+    h = 0x9e3779b97f4a7c15ull ^ len;
 
-    while (len--) {
-        h ^= *p++;
-        h *= 16777619u;
+    for ( /* void */ ; len >= 8; len -= 8, p += 8) {
+        memcpy(&k, p, 8);
+        h = (h ^ k) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
     }
 
-    h ^= h >> 16;
-    h *= 0x85ebca6bu;
-    h ^= h >> 13;
-    h *= 0xc2b2ae35u;
-    h ^= h >> 16;
+    if (len > 0) {
+        k = 0;
+        memcpy(&k, p, len);
+        h = (h ^ k) * 0xff51afd7ed558ccdull;
+    }
 
-    return h;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+
+    return (uint32_t) h;
 }
 
 
@@ -415,9 +429,8 @@ ngx_http_iothub_twin_policy_ids(const ngx_http_iothub_twin_policy_ids_t *ids,
     const unsigned char *s, size_t len, int system, uint64_t *bits,
     size_t nwords)
 {
-    size_t                                      i, slot;
+    size_t                                      slot;
     uint32_t                                    h, rule;
-    const ngx_http_iothub_twin_policy_id_t     *id;
     const ngx_http_iothub_twin_policy_exact_t  *e;
 
     memset(bits, 0, nwords * sizeof(uint64_t));
@@ -439,9 +452,28 @@ ngx_http_iothub_twin_policy_ids(const ngx_http_iothub_twin_policy_ids_t *ids,
         }
     }
 
-    for (i = 0; i < ids->nwild; i++) {
-        id = &ids->wild[i];
+    if (ids->first == NULL) {
+        ngx_http_iothub_twin_policy_wild(ids->wild, ids->nwild, s, len,
+                                         system, bits);
+        return;
+    }
 
+    /* those beginning with a wildcard, and those with the ID's first byte */
+
+    ngx_http_iothub_twin_policy_wild(ids->wild, ids->first[1], s, len,
+                                     system, bits);
+    ngx_http_iothub_twin_policy_wild(ids->wild + ids->first[s[0]],
+                                     ids->first[s[0] + 1]
+                                     - ids->first[s[0]],
+                                     s, len, system, bits);
+}
+
+
+static void
+ngx_http_iothub_twin_policy_wild(const ngx_http_iothub_twin_policy_id_t *id,
+    size_t n, const unsigned char *s, size_t len, int system, uint64_t *bits)
+{
+    for ( /* void */ ; n--; id++) {
         if (bits[id->rule / 64] & ((uint64_t) 1 << (id->rule % 64))) {
             continue;
         }
@@ -744,7 +776,7 @@ ngx_http_iothub_twin_policy_walk(ngx_http_iothub_twin_policy_decision_t *d,
     size_t n, size_t *ri)
 {
     int                                         rc;
-    size_t                                      j, same, keep, max;
+    size_t                                      j, same, keep;
     uint32_t                                    st;
     const ngx_http_iothub_twin_policy_dfa_t    *dfa;
     const ngx_http_iothub_twin_policy_state_t  *state;
@@ -757,25 +789,23 @@ ngx_http_iothub_twin_policy_walk(ngx_http_iothub_twin_policy_decision_t *d,
 
     j = 0;
     st = 1;
-    same = 0;
 
     if (d->walk_section == s + 1) {
-        max = (len < d->walk_len) ? len : d->walk_len;
-
-        while (same < max && path[same] == d->walk_path[same]) {
-            same++;
-        }
 
         /* the deepest key both paths end at the same place, same bytes */
 
-        for (j = d->walk_depth; j > 0; j--) {
-            if (j <= n && ends[j] == d->walk_end[j] && ends[j] <= same) {
+        for (j = (n < d->walk_depth) ? n : d->walk_depth; j > 0; j--) {
+            if (ends[j] == d->walk_end[j]
+                && memcmp(path, d->walk_path, ends[j]) == 0)
+            {
                 break;
             }
         }
 
         st = d->walk_state[j];
     }
+
+    same = (j > 0) ? ends[j] : 0;
 
     for ( ;; ) {
         d->walk_state[j] = st;
@@ -813,10 +843,6 @@ ngx_http_iothub_twin_policy_walk(ngx_http_iothub_twin_policy_decision_t *d,
 
     keep = (len < NGX_HTTP_IOTHUB_TWIN_POLICY_WALK)
            ? len : NGX_HTTP_IOTHUB_TWIN_POLICY_WALK;
-
-    if (d->walk_section != s + 1) {
-        same = 0;
-    }
 
     if (keep > same) {
         memcpy(d->walk_path + same, path + same, keep - same);
