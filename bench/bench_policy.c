@@ -8,8 +8,9 @@
  *   patterns  a caller whose lists hold the few patterns the request needs,
  *             and one whose lists hold 100 each (devices, tags, desired),
  *             the matching ones in their second half
- *   leaves    a patch of 20 and one of 2,000 leaves under "config.**",
- *             reported in document order as the validator does
+ *   leaves    a patch of 20 and one of 2,000 leaves under "config.**"
+ *             (lists of 100 patterns), reported in document order as the
+ *             validator does
  *
  * All policies are built as JSON in memory and loaded with
  * ngx_http_iothub_twin_policy_parse().  Each measurement repeats the
@@ -346,7 +347,8 @@ bench_policy_json(size_t ncallers, size_t *len)
 /*
  * Callers p1 and p100 allow the same request, p1 with only the patterns
  * it needs, p100 with 100 entries in each list, the needed ones in the
- * second half; bulk may write config as a whole.
+ * second half; bulk has p100's lists without modules, so config and
+ * everything below it is allowed (but for config.admin).
  */
 
 static char *
@@ -393,10 +395,21 @@ bench_policy_small_json(size_t *len)
         bench_append(&b, "}]}");
     }
 
-    bench_append(&b, ",\"bulk\":{\"rules\":[{\"operations\":[\"update\"],"
-                 "\"devices\":[\"fleet-*\"],\"tags\":[\"owner\"],"
-                 "\"desired\":[\"config.**\",\"telemetry.*\"],"
-                 "\"deny\":[\"properties.desired.admin\"]}]}");
+    /* the leaves' caller: 100 patterns a list, as p100 */
+
+    bench_append(&b, ",\"bulk\":{\"rules\":[{\"operations\":[\"update\"],");
+    bench_policy_list(&b, "devices", devices, 1, BENCH_POLICY_PATTERNS,
+                      "site%zu-*");
+    bench_append(&b, ",");
+    bench_policy_list(&b, "tags", tags, 3, BENCH_POLICY_PATTERNS,
+                      "zone%zu.*.name");
+    bench_append(&b, ",");
+    bench_policy_list(&b, "desired", desired, 2, BENCH_POLICY_PATTERNS,
+                      "app%zu.**");
+    bench_append(&b, ",");
+    bench_policy_list(&b, "deny", deny, 2, BENCH_POLICY_PATTERNS / 5,
+                      "tags.zone%zu.keys");
+    bench_append(&b, "}]}");
 
     bench_append(&b, "}}");
 

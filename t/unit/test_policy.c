@@ -49,6 +49,7 @@ static void test_many_rules(void);
 static void test_many_callers(void);
 static void test_escapes(void);
 static void test_walk(void);
+static void test_states(void);
 
 static policy_t *parse(const char *json);
 static const caller_t *caller(const policy_t *p, const char *name);
@@ -168,6 +169,7 @@ main(void)
     test_many_callers();
     test_escapes();
     test_walk();
+    test_states();
 
     return tap_done();
 }
@@ -1686,4 +1688,69 @@ test_walk(void)
            "a long path outside the patterns");
 
     ngx_http_iothub_twin_policy_free(p);
+}
+
+
+/*
+ * Patterns whose automaton would have more than 65,536 states: n paths
+ * of n segments, each "*" but for an "x" at its own depth, make 2^j
+ * states at depth j (about 2^(n + 1) in all).
+ */
+
+static void
+test_states(void)
+{
+    char      *json, *q, err[512];
+    size_t     i, k, n;
+    policy_t  *p;
+
+    json = malloc(17 * 17 * 3 + 256);
+    if (json == NULL) {
+        tap_ok(0, "%s", "malloc");
+        return;
+    }
+
+    for (n = 14; n <= 17; n += 3) {
+        q = json + sprintf(json, "{\"callers\":{\"s\":{\"rules\":[{"
+                           "\"operations\":[\"update\"],\"devices\":[\"d\"],"
+                           "\"tags\":[");
+
+        for (i = 0; i < n; i++) {
+            *q++ = i ? ',' : '"';
+
+            if (i) {
+                *q++ = '"';
+            }
+
+            for (k = 0; k < n; k++) {
+                q += sprintf(q, "%s%s", k ? "." : "", k == i ? "x" : "*");
+            }
+
+            *q++ = '"';
+        }
+
+        strcpy(q, "]}]}}}");
+
+        p = ngx_http_iothub_twin_policy_parse("t.json", json, strlen(json),
+                                              err, sizeof(err));
+
+        if (n == 14) {
+            tap_ok(p != NULL, "%s", "14 patterns of 14 segments load");
+
+            if (p == NULL) {
+                printf("#   %s\n", err);
+            }
+
+        } else {
+            tap_ok(p == NULL, "%s", "17 patterns of 17 segments do not");
+            tap_is_str(err, strlen(err),
+                       "t.json: caller \"s\": the path patterns combine"
+                       " into more than 65536 states; use fewer \"*\""
+                       " segments", "and the message says why");
+        }
+
+        ngx_http_iothub_twin_policy_free(p);
+    }
+
+    free(json);
 }
