@@ -522,9 +522,10 @@ ngx_http_iothub_twin_policy_put_path(ngx_http_iothub_twin_policy_vec_t *out,
     int kind, size_t rule, const ngx_http_iothub_twin_policy_path_t *pp,
     int *failed)
 {
-    size_t          i;
-    uint32_t        head[4], len;
-    unsigned char  *p;
+    size_t                                    i, size;
+    uint32_t                                  head[4], len;
+    unsigned char                            *p;
+    const ngx_http_iothub_twin_policy_seg_t  *seg;
 
     head[0] = (uint32_t) kind;
     head[1] = (uint32_t) rule;
@@ -540,13 +541,14 @@ ngx_http_iothub_twin_policy_put_path(ngx_http_iothub_twin_policy_vec_t *out,
     memcpy(p, head, sizeof(head));
 
     for (i = 0; i < pp->nsegs; i++) {
+        seg = &pp->segs[i];
 
         /* the wildcard "*" as a length no key has */
 
-        len = pp->segs[i].any ? UINT32_MAX : pp->segs[i].len;
+        len = seg->any ? UINT32_MAX : seg->len;
+        size = sizeof(uint32_t) + (seg->any ? 0 : seg->len);
 
-        p = ngx_http_iothub_twin_policy_push(out, sizeof(uint32_t) + len
-                                                  * !pp->segs[i].any);
+        p = ngx_http_iothub_twin_policy_push(out, size);
         if (p == NULL) {
             *failed = 1;
             return;
@@ -554,8 +556,8 @@ ngx_http_iothub_twin_policy_put_path(ngx_http_iothub_twin_policy_vec_t *out,
 
         memcpy(p, &len, sizeof(uint32_t));
 
-        if (!pp->segs[i].any) {
-            memcpy(p + sizeof(uint32_t), pp->segs[i].data, len);
+        if (!seg->any) {
+            memcpy(p + sizeof(uint32_t), seg->data, seg->len);
         }
     }
 }
@@ -1337,7 +1339,7 @@ ngx_http_iothub_twin_policy_emit(ngx_http_iothub_twin_policy_t *policy,
     for (size = 2; size < 2 * b->edges.n; size *= 2) { /* void */ }
 
     dfa->states = ngx_http_iothub_twin_policy_alloc(policy,
-                      b->states.n * sizeof(ngx_http_iothub_twin_policy_state_t));
+                     b->states.n * sizeof(ngx_http_iothub_twin_policy_state_t));
     dfa->words = ngx_http_iothub_twin_policy_alloc(policy,
                                             b->words.n * sizeof(uint64_t));
     dfa->edges = ngx_http_iothub_twin_policy_alloc(policy,

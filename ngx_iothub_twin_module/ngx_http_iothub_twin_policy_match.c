@@ -602,22 +602,26 @@ ngx_http_iothub_twin_policy_replace(ngx_http_iothub_twin_policy_decision_t *d,
     const unsigned char *device, size_t dlen, const unsigned char *module,
     size_t mlen)
 {
-    int                                        rc;
-    char                                       what[NGX_HTTP_IOTHUB_TWIN_TSHOWN];
-    size_t                                     ri, di;
-    unsigned                                   s;
-    const char                                *name;
-    const ngx_http_iothub_twin_policy_dfa_t   *dfa;
+    int                                       rc;
+    char                                      what[NGX_HTTP_IOTHUB_TWIN_TSHOWN];
+    size_t                                    ri, di;
+    unsigned                                  s;
+    const char                               *name;
+    const ngx_http_iothub_twin_policy_dfa_t  *dfa;
 
     static const char *const  sections[] = { "tags", "properties.desired" };
 
     for (s = 0; s < 2; s++) {
         dfa = d->caller->paths[s];
 
-        rc = (dfa == NULL) ? NGX_HTTP_IOTHUB_TWIN_POLICY_UNCOVERED
-                           : ngx_http_iothub_twin_policy_verdict(d, dfa,
-                                                                 &dfa->states[0],
-                                                                 &ri);
+        /* the section as a whole: the automaton's first state */
+
+        rc = NGX_HTTP_IOTHUB_TWIN_POLICY_UNCOVERED;
+
+        if (dfa != NULL) {
+            rc = ngx_http_iothub_twin_policy_verdict(d, dfa, &dfa->states[0],
+                                                     &ri);
+        }
 
         if (rc == NGX_HTTP_IOTHUB_TWIN_POLICY_ALLOWED) {
             continue;

@@ -370,7 +370,7 @@ diff_id(ref_id_t *id, int modules)
 {
     size_t              i, n, wild;
     unsigned char      *data, lit0, last_wild_run;
-    const diff_atom_t  *a, *atoms[5];
+    const diff_atom_t  *a;
 
     n = 1 + diff_below(4);
     wild = 0;
@@ -391,7 +391,6 @@ diff_id(ref_id_t *id, int modules)
     for (n += i; i < n; i++) {
         a = &diff_id_atoms[diff_below(sizeof(diff_id_atoms)
                                       / sizeof(diff_id_atoms[0]))];
-        atoms[i < 5 ? i : 4] = a;
         diff_json("%s", a->json);
 
         if (i == 0) {
@@ -407,8 +406,6 @@ diff_id(ref_id_t *id, int modules)
 
         last_wild_run = (a->wild && a->byte == '*');
     }
-
-    (void) atoms;
 
     diff_json("\"");
 
