@@ -137,6 +137,11 @@ static void ngx_http_iothub_twin_policy_trie_below(
     ngx_http_iothub_twin_policy_build_t *b);
 static int ngx_http_iothub_twin_policy_determinize(
     ngx_http_iothub_twin_policy_build_t *b, char *err, size_t err_len);
+static int ngx_http_iothub_twin_policy_step_keys(
+    ngx_http_iothub_twin_policy_build_t *b, size_t i);
+static int ngx_http_iothub_twin_policy_copy(
+    ngx_http_iothub_twin_policy_vec_t *dst,
+    const ngx_http_iothub_twin_policy_vec_t *src);
 static int ngx_http_iothub_twin_policy_step_other(
     ngx_http_iothub_twin_policy_build_t *b, const uint32_t *set, size_t n);
 static int ngx_http_iothub_twin_policy_add_node(
@@ -848,11 +853,8 @@ static int
 ngx_http_iothub_twin_policy_determinize(ngx_http_iothub_twin_policy_build_t *b,
     char *err, size_t err_len)
 {
-    size_t                                i, j, k, n, off;
-    uint32_t                              e, st, *set, other, *pair;
-    ngx_http_iothub_twin_policy_lit_t    *lit, *key;
-    ngx_http_iothub_twin_policy_node_t   *nd;
-    ngx_http_iothub_twin_policy_edge_t   *edge;
+    size_t                                i, n;
+    uint32_t                              st, *set, other, *pair;
     ngx_http_iothub_twin_policy_state_t  *state;
 
     /* the empty bit set at offset 0 */
@@ -884,10 +886,8 @@ ngx_http_iothub_twin_policy_determinize(ngx_http_iothub_twin_policy_build_t *b,
         }
 
         pair = ngx_http_iothub_twin_policy_elt(&b->sets, uint32_t, 2 * i);
-        off = pair[0];
         n = pair[1];
-
-        set = ngx_http_iothub_twin_policy_elt(&b->members, uint32_t, off);
+        set = ngx_http_iothub_twin_policy_elt(&b->members, uint32_t, pair[0]);
 
         state = ngx_http_iothub_twin_policy_elt(&b->states,
                                     ngx_http_iothub_twin_policy_state_t, i);
@@ -903,18 +903,10 @@ ngx_http_iothub_twin_policy_determinize(ngx_http_iothub_twin_policy_build_t *b,
         }
 
         if (b->other.n > 0) {
-            b->next.n = 0;
-
-            for (k = 0; k < b->other.n; k++) {
-                if (ngx_http_iothub_twin_policy_push(&b->next, 1) == NULL) {
-                    return -1;
-                }
-
-                ((uint32_t *) b->next.elts)[k] =
-                                             ((uint32_t *) b->other.elts)[k];
-            }
-
-            if (ngx_http_iothub_twin_policy_state(b, &b->next, &other) != 0) {
+            if (ngx_http_iothub_twin_policy_copy(&b->next, &b->other) != 0
+                || ngx_http_iothub_twin_policy_state(b, &b->next, &other)
+                   != 0)
+            {
                 return -1;
             }
 
@@ -925,92 +917,128 @@ ngx_http_iothub_twin_policy_determinize(ngx_http_iothub_twin_policy_build_t *b,
             state->other = other + 1;
         }
 
-        /* the literal keys of the set's nodes, equal keys together */
+        if (ngx_http_iothub_twin_policy_step_keys(b, i) != 0) {
+            return -1;
+        }
+    }
 
-        b->keys.n = 0;
-        pair = ngx_http_iothub_twin_policy_elt(&b->sets, uint32_t, 2 * i);
-        off = pair[0];
+    return 0;
+}
 
-        for (k = 0; k < n; k++) {
-            set = ngx_http_iothub_twin_policy_elt(&b->members, uint32_t, off);
-            nd = ngx_http_iothub_twin_policy_node(b, set[k]);
 
-            for (e = nd->lit; e; e = lit->next) {
-                lit = ngx_http_iothub_twin_policy_elt(&b->lits,
+/*
+ * The edges of state i: the literal keys of its nodes, equal keys
+ * together, each to the state of "any other key"'s nodes and the key's
+ * children; a key leading there anyway needs no edge.
+ */
+
+static int
+ngx_http_iothub_twin_policy_step_keys(ngx_http_iothub_twin_policy_build_t *b,
+    size_t i)
+{
+    size_t                                j, k, n;
+    uint32_t                              e, st, *set, *pair;
+    ngx_http_iothub_twin_policy_lit_t    *lit, *key;
+    ngx_http_iothub_twin_policy_node_t   *nd;
+    ngx_http_iothub_twin_policy_edge_t   *edge;
+    ngx_http_iothub_twin_policy_state_t  *state;
+
+    b->keys.n = 0;
+
+    pair = ngx_http_iothub_twin_policy_elt(&b->sets, uint32_t, 2 * i);
+    n = pair[1];
+    set = ngx_http_iothub_twin_policy_elt(&b->members, uint32_t, pair[0]);
+
+    for (k = 0; k < n; k++) {
+        nd = ngx_http_iothub_twin_policy_node(b, set[k]);
+
+        for (e = nd->lit; e; e = lit->next) {
+            lit = ngx_http_iothub_twin_policy_elt(&b->lits,
                                         ngx_http_iothub_twin_policy_lit_t,
                                         e - 1);
 
-                key = ngx_http_iothub_twin_policy_push(&b->keys, 1);
-                if (key == NULL) {
-                    return -1;
-                }
-
-                *key = *lit;
+            key = ngx_http_iothub_twin_policy_push(&b->keys, 1);
+            if (key == NULL) {
+                return -1;
             }
-        }
 
-        if (b->keys.n > 1) {
-            qsort(b->keys.elts, b->keys.n, b->keys.size,
-                  ngx_http_iothub_twin_policy_cmp_key);
+            *key = *lit;
         }
+    }
 
-        for (k = 0; k < b->keys.n; k = j) {
-            key = ngx_http_iothub_twin_policy_elt(&b->keys,
+    if (b->keys.n > 1) {
+        qsort(b->keys.elts, b->keys.n, b->keys.size,
+              ngx_http_iothub_twin_policy_cmp_key);
+    }
+
+    for (k = 0; k < b->keys.n; k = j) {
+        key = ngx_http_iothub_twin_policy_elt(&b->keys,
                                         ngx_http_iothub_twin_policy_lit_t, k);
 
-            b->next.n = 0;
+        if (ngx_http_iothub_twin_policy_copy(&b->next, &b->other) != 0) {
+            return -1;
+        }
 
-            for (j = 0; j < b->other.n; j++) {
-                if (ngx_http_iothub_twin_policy_push(&b->next, 1) == NULL) {
-                    return -1;
-                }
-
-                ((uint32_t *) b->next.elts)[j] =
-                                             ((uint32_t *) b->other.elts)[j];
-            }
-
-            for (j = k; j < b->keys.n; j++) {
-                lit = ngx_http_iothub_twin_policy_elt(&b->keys,
+        for (j = k; j < b->keys.n; j++) {
+            lit = ngx_http_iothub_twin_policy_elt(&b->keys,
                                         ngx_http_iothub_twin_policy_lit_t, j);
 
-                if (lit->len != key->len
-                    || memcmp(lit->data, key->data, key->len) != 0)
-                {
-                    break;
-                }
-
-                if (ngx_http_iothub_twin_policy_add_node(b, &b->next,
-                                                         lit->child)
-                    != 0)
-                {
-                    return -1;
-                }
+            if (lit->len != key->len
+                || memcmp(lit->data, key->data, key->len) != 0)
+            {
+                break;
             }
 
-            if (ngx_http_iothub_twin_policy_state(b, &b->next, &st) != 0) {
+            if (ngx_http_iothub_twin_policy_add_node(b, &b->next, lit->child)
+                != 0)
+            {
                 return -1;
             }
+        }
 
-            state = ngx_http_iothub_twin_policy_elt(&b->states,
+        if (ngx_http_iothub_twin_policy_state(b, &b->next, &st) != 0) {
+            return -1;
+        }
+
+        state = ngx_http_iothub_twin_policy_elt(&b->states,
                                     ngx_http_iothub_twin_policy_state_t, i);
 
-            if (st + 1 == state->other) {
-
-                /* the key leads where any other key does */
-
-                continue;
-            }
-
-            edge = ngx_http_iothub_twin_policy_push(&b->edges, 1);
-            if (edge == NULL) {
-                return -1;
-            }
-
-            edge->data = key->data;
-            edge->len = key->len;
-            edge->from = (uint32_t) i + 1;
-            edge->to = st + 1;
+        if (st + 1 == state->other) {
+            continue;
         }
+
+        edge = ngx_http_iothub_twin_policy_push(&b->edges, 1);
+        if (edge == NULL) {
+            return -1;
+        }
+
+        edge->data = key->data;
+        edge->len = key->len;
+        edge->from = (uint32_t) i + 1;
+        edge->to = st + 1;
+    }
+
+    return 0;
+}
+
+
+/* dst: a copy of the node set src */
+
+static int
+ngx_http_iothub_twin_policy_copy(ngx_http_iothub_twin_policy_vec_t *dst,
+    const ngx_http_iothub_twin_policy_vec_t *src)
+{
+    uint32_t  *p;
+
+    dst->n = 0;
+
+    p = ngx_http_iothub_twin_policy_push(dst, src->n);
+    if (p == NULL) {
+        return -1;
+    }
+
+    if (src->n > 0) {
+        memcpy(p, src->elts, src->n * sizeof(uint32_t));
     }
 
     return 0;
