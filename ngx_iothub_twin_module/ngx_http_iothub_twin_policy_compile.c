@@ -112,6 +112,10 @@ static void *ngx_http_iothub_twin_policy_push(
     ngx_http_iothub_twin_policy_vec_t *v, size_t n);
 static void ngx_http_iothub_twin_policy_vec_free(
     ngx_http_iothub_twin_policy_vec_t *v);
+static int ngx_http_iothub_twin_policy_compile_section(
+    ngx_http_iothub_twin_policy_t *policy, ngx_http_iothub_twin_caller_t *c,
+    ngx_http_iothub_twin_policy_cache_t *cache, unsigned s, char *err,
+    size_t err_len);
 static int ngx_http_iothub_twin_policy_compile_ids(
     ngx_http_iothub_twin_policy_t *policy, ngx_http_iothub_twin_caller_t *c,
     int modules);
@@ -219,15 +223,12 @@ int
 ngx_http_iothub_twin_policy_compile(ngx_http_iothub_twin_policy_t *policy,
     ngx_http_iothub_twin_caller_t *c, void *data, char *err, size_t err_len)
 {
-    int                                     op;
-    size_t                                  i, w;
-    uint32_t                                h;
-    uint64_t                               *bits;
-    unsigned                                s;
-    ngx_http_iothub_twin_policy_vec_t       key;
-    ngx_http_iothub_twin_policy_rule_t     *r;
-    ngx_http_iothub_twin_policy_cache_t    *cache = data;
-    ngx_http_iothub_twin_policy_shared_t   *sh, **bucket;
+    int                                   op, rc;
+    size_t                                i, w;
+    uint64_t                             *bits;
+    unsigned                              s;
+    ngx_http_iothub_twin_policy_rule_t   *r;
+    ngx_http_iothub_twin_policy_cache_t  *cache = data;
 
     w = (c->nrules + 63) / 64;
     c->nwords = w;
@@ -268,69 +269,15 @@ ngx_http_iothub_twin_policy_compile(ngx_http_iothub_twin_policy_t *policy,
     }
 
     for (s = 0; s < 2; s++) {
-        memset(&key, 0, sizeof(key));
-        key.size = 1;
-
-        if (ngx_http_iothub_twin_policy_serialize(c, s, &key) != 0) {
-            ngx_http_iothub_twin_policy_vec_free(&key);
-            goto nomem;
-        }
-
-        if (key.n == sizeof(uint32_t)) {
-
-            /* no rule names a path in this section */
-
-            ngx_http_iothub_twin_policy_vec_free(&key);
-            c->paths[s] = NULL;
-            continue;
-        }
-
-        h = ngx_http_iothub_twin_policy_hash(key.elts, key.n);
-        bucket = NULL;
-
-        if (cache != NULL) {
-            bucket = &cache->buckets[h % NGX_HTTP_IOTHUB_TWIN_POLICY_BUCKETS];
-
-            for (sh = *bucket; sh; sh = sh->next) {
-                if (sh->hash == h && sh->len == key.n
-                    && memcmp(sh->key, key.elts, key.n) == 0)
-                {
-                    break;
-                }
-            }
-
-            if (sh != NULL) {
-                ngx_http_iothub_twin_policy_vec_free(&key);
-                c->paths[s] = sh->dfa;
-                continue;
-            }
-        }
-
-        if (ngx_http_iothub_twin_policy_compile_paths(policy, c, s,
-                                                      &c->paths[s], err,
-                                                      err_len)
-            != 0)
-        {
-            ngx_http_iothub_twin_policy_vec_free(&key);
+        rc = ngx_http_iothub_twin_policy_compile_section(policy, c, cache, s,
+                                                         err, err_len);
+        if (rc == -2) {
             return -1;
         }
 
-        if (bucket != NULL) {
-            sh = malloc(sizeof(ngx_http_iothub_twin_policy_shared_t) + key.n);
-            if (sh == NULL) {
-                ngx_http_iothub_twin_policy_vec_free(&key);
-                goto nomem;
-            }
-
-            sh->dfa = c->paths[s];
-            sh->hash = h;
-            sh->len = key.n;
-            memcpy(sh->key, key.elts, key.n);
-            sh->next = *bucket;
-            *bucket = sh;
+        if (rc != 0) {
+            goto nomem;
         }
-
-        ngx_http_iothub_twin_policy_vec_free(&key);
     }
 
     return 0;
@@ -343,6 +290,89 @@ nomem:
     }
 
     return -1;
+}
+
+
+/*
+ * The automaton of section s, or one an earlier caller with the same
+ * patterns has: 0, -1 out of memory, -2 with a message in err.
+ */
+
+static int
+ngx_http_iothub_twin_policy_compile_section(
+    ngx_http_iothub_twin_policy_t *policy, ngx_http_iothub_twin_caller_t *c,
+    ngx_http_iothub_twin_policy_cache_t *cache, unsigned s, char *err,
+    size_t err_len)
+{
+    uint32_t                               h;
+    ngx_http_iothub_twin_policy_vec_t      key;
+    ngx_http_iothub_twin_policy_shared_t  *sh, **bucket;
+
+    memset(&key, 0, sizeof(key));
+    key.size = 1;
+
+    if (ngx_http_iothub_twin_policy_serialize(c, s, &key) != 0) {
+        ngx_http_iothub_twin_policy_vec_free(&key);
+        return -1;
+    }
+
+    if (key.n == sizeof(uint32_t)) {
+
+        /* no rule names a path in this section */
+
+        ngx_http_iothub_twin_policy_vec_free(&key);
+        c->paths[s] = NULL;
+        return 0;
+    }
+
+    h = ngx_http_iothub_twin_policy_hash(key.elts, key.n);
+    bucket = NULL;
+
+    if (cache != NULL) {
+        bucket = &cache->buckets[h % NGX_HTTP_IOTHUB_TWIN_POLICY_BUCKETS];
+
+        for (sh = *bucket; sh; sh = sh->next) {
+            if (sh->hash == h && sh->len == key.n
+                && memcmp(sh->key, key.elts, key.n) == 0)
+            {
+                break;
+            }
+        }
+
+        if (sh != NULL) {
+            ngx_http_iothub_twin_policy_vec_free(&key);
+            c->paths[s] = sh->dfa;
+            return 0;
+        }
+    }
+
+    if (ngx_http_iothub_twin_policy_compile_paths(policy, c, s,
+                                                  &c->paths[s], err,
+                                                  err_len)
+        != 0)
+    {
+        ngx_http_iothub_twin_policy_vec_free(&key);
+        return -2;
+    }
+
+    if (bucket != NULL) {
+        sh = malloc(sizeof(ngx_http_iothub_twin_policy_shared_t) + key.n);
+        if (sh == NULL) {
+            ngx_http_iothub_twin_policy_vec_free(&key);
+            return -1;
+        }
+
+        sh->dfa = c->paths[s];
+        sh->hash = h;
+        sh->len = key.n;
+        memcpy(sh->key, key.elts, key.n);
+        sh->next = *bucket;
+        *bucket = sh;
+    }
+
+    ngx_http_iothub_twin_policy_vec_free(&key);
+
+    return 0;
 }
 
 
