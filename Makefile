@@ -38,7 +38,9 @@ PURE_SRCS   := $(MODDIR)/ngx_http_iothub_twin_id.c \
                $(MODDIR)/ngx_http_iothub_twin_sas.c \
                $(MODDIR)/ngx_http_iothub_twin_etag.c \
                $(MODDIR)/ngx_http_iothub_twin_patch.c \
-               $(MODDIR)/ngx_http_iothub_twin_policy.c
+               $(MODDIR)/ngx_http_iothub_twin_policy_load.c \
+               $(MODDIR)/ngx_http_iothub_twin_policy_compile.c \
+               $(MODDIR)/ngx_http_iothub_twin_policy_match.c
 MOD_SRCS    := $(wildcard $(MODDIR)/*.c) $(wildcard $(MODDIR)/*.h) config
 
 UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))

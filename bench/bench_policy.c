@@ -1,20 +1,24 @@
 
 /*
- * Micro-benchmark: one policy decision (caller lookup, target check and
- * five written paths) with 10 callers and with 10,000 callers of 100
- * rules each.  Both policies are built as JSON in memory and loaded with
- * ngx_http_iothub_twin_policy_parse(); the caller asked about has the same
- * rules in both, so the ratio shows what the number of callers costs (the
- * goal: about 1).
+ * Micro-benchmark of the policy decision: caller lookup, target check and
+ * every written path, in three pairs measured side by side:
  *
- * Each measurement repeats the decision for at least 0.3 s; the two
- * policies are measured in turn, 5 times each, and the best of each is
- * reported.
+ *   callers   the same caller and request in a policy of 10 and of 10,000
+ *             callers of 100 rules each
+ *   patterns  a caller whose lists hold the few patterns the request needs,
+ *             and one whose lists hold 100 each (devices, tags, desired),
+ *             the matching ones in their second half
+ *   leaves    a patch of 20 and one of 2,000 leaves under "config.**"
+ *             (lists of 100 patterns), reported in document order as the
+ *             validator does
  *
- * gcc -std=gnu99 -O2 -Wall -Wextra -Ingx_iothub_twin_module \
- *     bench/bench_policy.c \
- *     ngx_iothub_twin_module/ngx_http_iothub_twin_policy.c -ljansson \
- *     -o build/bench/bench_policy && build/bench/bench_policy
+ * All policies are built as JSON in memory and loaded with
+ * ngx_http_iothub_twin_policy_parse().  Each measurement repeats the
+ * decision for at least 0.3 s; the cases are measured in turn, 5 rounds,
+ * and the best of each is reported.  The goal: ratios of about 1 for
+ * callers and patterns, and for leaves the same cost per path.
+ *
+ * make build/bench/bench_policy && build/bench/bench_policy
  */
 
 
@@ -31,39 +35,45 @@
 #define BENCH_POLICY_MIN_TIME  0.3
 #define BENCH_POLICY_ROUNDS    5
 #define BENCH_POLICY_RULES     100
-#define BENCH_POLICY_BATCH     1000
+#define BENCH_POLICY_PATTERNS  100
+#define BENCH_POLICY_CASES     6
 
 
 typedef struct {
-    const char  *caller;
-    const char  *device;
-    const char  *module;
-    const char  *paths[5];
-} bench_policy_request_t;
+    const char                            *title;
+    const ngx_http_iothub_twin_policy_t   *policy;
+    const char                            *caller;
+    const char                            *device;
+    const char                            *module;
+    char                                 **paths;
+    size_t                                 npaths;
+    double                                 best;
+} bench_policy_case_t;
 
 
 static void bench_policy_rule(bench_buf_t *b, size_t c, size_t r);
 static char *bench_policy_json(size_t ncallers, size_t *len);
-static int bench_policy_decide(const ngx_http_iothub_twin_policy_t *policy,
-    const bench_policy_request_t *req);
-static double bench_policy_measure(
-    const ngx_http_iothub_twin_policy_t *policy,
-    const bench_policy_request_t *req);
+static char *bench_policy_small_json(size_t *len);
+static void bench_policy_list(bench_buf_t *b, const char *name,
+    const char *const *needed, size_t nneeded, size_t total,
+    const char *filler);
+static ngx_http_iothub_twin_policy_t *bench_policy_load(const char *json,
+    size_t len, double *t);
+static char **bench_policy_leaves(size_t n);
+static int bench_policy_decide(const bench_policy_case_t *bc);
+static double bench_policy_measure(const bench_policy_case_t *bc);
 
 
 /* written by every decision, so that none can be left out */
 static volatile unsigned  bench_policy_sink;
 
 
-static const bench_policy_request_t  bench_policy_request = {
-    "backend-00005", "fleet-42", "mod1",
-    {
-        "tags.location.city",
-        "tags.owner",
-        "tags.meta.build",
-        "properties.desired.telemetry.interval",
-        "properties.desired.config.rate"
-    }
+static char  *bench_policy_paths[] = {
+    "tags.location.city",
+    "tags.owner",
+    "tags.meta.build",
+    "properties.desired.telemetry.interval",
+    "properties.desired.config.rate"
 };
 
 
@@ -71,63 +81,132 @@ int
 main(void)
 {
     int                             round;
-    char                           *json, err[512];
-    size_t                          i, len[2];
-    double                          t[2], ns, best[2];
-    ngx_http_iothub_twin_policy_t  *policy[2];
+    char                           *json, **leaves[2];
+    size_t                          i, len[3];
+    double                          t[3], ns;
+    bench_policy_case_t             cases[BENCH_POLICY_CASES], *bc;
+    ngx_http_iothub_twin_policy_t  *policy[3];
 
     static const size_t             sizes[2] = { 10, 10000 };
 
     for (i = 0; i < 2; i++) {
         json = bench_policy_json(sizes[i], &len[i]);
-
-        t[i] = bench_now();
-        policy[i] = ngx_http_iothub_twin_policy_parse("bench.json", json,
-                                                      len[i], err,
-                                                      sizeof(err));
-        t[i] = bench_now() - t[i];
-
+        policy[i] = bench_policy_load(json, len[i], &t[i]);
         free(json);
+    }
 
-        if (policy[i] == NULL) {
-            fprintf(stderr, "bench_policy: %s\n", err);
-            return 1;
-        }
+    json = bench_policy_small_json(&len[2]);
+    policy[2] = bench_policy_load(json, len[2], &t[2]);
+    free(json);
 
-        if (bench_policy_decide(policy[i], &bench_policy_request) != 0) {
-            fprintf(stderr, "bench_policy: the request is refused\n");
+    leaves[0] = bench_policy_leaves(20);
+    leaves[1] = bench_policy_leaves(2000);
+
+    memset(cases, 0, sizeof(cases));
+
+    for (i = 0; i < 2; i++) {
+        bc = &cases[i];
+        bc->title = i ? "10000 callers" : "   10 callers";
+        bc->policy = policy[i];
+        bc->caller = "backend-00005";
+        bc->device = "fleet-42";
+        bc->module = "mod1";
+        bc->paths = bench_policy_paths;
+        bc->npaths = 5;
+
+        bc = &cases[2 + i];
+        bc->title = i ? "100 patterns" : "  1 pattern ";
+        bc->policy = policy[2];
+        bc->caller = i ? "p100" : "p1";
+        bc->device = "fleet-42";
+        bc->module = "mod1";
+        bc->paths = bench_policy_paths;
+        bc->npaths = 5;
+
+        bc = &cases[4 + i];
+        bc->title = i ? "2000 leaves" : "  20 leaves";
+        bc->policy = policy[2];
+        bc->caller = "bulk";
+        bc->device = "fleet-42";
+        bc->module = NULL;
+        bc->paths = leaves[i];
+        bc->npaths = i ? 2000 : 20;
+    }
+
+    for (i = 0; i < BENCH_POLICY_CASES; i++) {
+        if (bench_policy_decide(&cases[i]) != 0) {
+            fprintf(stderr, "bench_policy: %s: the request is refused\n",
+                    cases[i].title);
             return 1;
         }
     }
 
-    /* side by side, so that both see the same machine */
+    /* side by side, so that all see the same machine */
 
     for (round = 0; round < BENCH_POLICY_ROUNDS; round++) {
-        for (i = 0; i < 2; i++) {
-            ns = bench_policy_measure(policy[i], &bench_policy_request);
+        for (i = 0; i < BENCH_POLICY_CASES; i++) {
+            ns = bench_policy_measure(&cases[i]);
 
-            if (round == 0 || ns < best[i]) {
-                best[i] = ns;
+            if (round == 0 || ns < cases[i].best) {
+                cases[i].best = ns;
             }
         }
     }
 
     for (i = 0; i < 2; i++) {
         printf("policy decision, %5zu callers x %d rules (%.1f MB JSON,"
-               " loaded in %.2f s): %6.1f ns/decision",
-               sizes[i], BENCH_POLICY_RULES, len[i] / 1e6, t[i], best[i]);
+               " loaded in %.2f s): %7.1f ns/decision\n",
+               sizes[i], BENCH_POLICY_RULES, len[i] / 1e6, t[i],
+               cases[i].best);
+    }
 
-        if (i == 1) {
-            printf(", ratio %zu/%zu: %.2f", sizes[1], sizes[0],
-                   best[1] / best[0]);
-        }
+    for (i = 0; i < BENCH_POLICY_CASES; i += 2) {
+        printf("policy %-13s vs %-13s: %8.1f vs %8.1f ns/decision,"
+               " %6.1f vs %6.1f ns/path; ratio %.2f per decision,"
+               " %.2f per path\n",
+               cases[i].title, cases[i + 1].title, cases[i].best,
+               cases[i + 1].best, cases[i].best / cases[i].npaths,
+               cases[i + 1].best / cases[i + 1].npaths,
+               cases[i + 1].best / cases[i].best,
+               (cases[i + 1].best / cases[i + 1].npaths)
+               / (cases[i].best / cases[i].npaths));
+    }
 
-        printf("\n");
-
+    for (i = 0; i < 3; i++) {
         ngx_http_iothub_twin_policy_free(policy[i]);
     }
 
+    for (i = 0; i < 2; i++) {
+        size_t  k;
+
+        for (k = 0; k < (i ? 2000u : 20u); k++) {
+            free(leaves[i][k]);
+        }
+
+        free(leaves[i]);
+    }
+
     return 0;
+}
+
+
+static ngx_http_iothub_twin_policy_t *
+bench_policy_load(const char *json, size_t len, double *t)
+{
+    char                            err[512];
+    ngx_http_iothub_twin_policy_t  *policy;
+
+    *t = bench_now();
+    policy = ngx_http_iothub_twin_policy_parse("bench.json", json, len, err,
+                                               sizeof(err));
+    *t = bench_now() - *t;
+
+    if (policy == NULL) {
+        fprintf(stderr, "bench_policy: %s\n", err);
+        exit(1);
+    }
+
+    return policy;
 }
 
 
@@ -265,32 +344,167 @@ bench_policy_json(size_t ncallers, size_t *len)
 }
 
 
+/*
+ * Callers p1 and p100 allow the same request, p1 with only the patterns
+ * it needs, p100 with 100 entries in each list, the needed ones in the
+ * second half; bulk has p100's lists without modules, so config and
+ * everything below it is allowed (but for config.admin).
+ */
+
+static char *
+bench_policy_small_json(size_t *len)
+{
+    size_t       k;
+    bench_buf_t  b;
+
+    static const char *const  devices[] = { "fleet-4?" };
+    static const char *const  modules[] = { "mod1" };
+    static const char *const  tags[] = {
+        "location.*", "owner", "meta.**"
+    };
+    static const char *const  desired[] = {
+        "telemetry.interval", "config.**"
+    };
+    static const char *const  deny[] = {
+        "tags.meta.secret.**", "properties.desired.config.admin"
+    };
+
+    memset(&b, 0, sizeof(b));
+
+    bench_append(&b, "{\"callers\":{");
+
+    for (k = 0; k < 2; k++) {
+        bench_append(&b, "%s\"%s\":{\"rules\":[{\"operations\":[\"update\"],",
+                     k ? "," : "", k ? "p100" : "p1");
+
+        bench_policy_list(&b, "devices", devices, 1,
+                          k ? BENCH_POLICY_PATTERNS : 1, "site%zu-*");
+        bench_append(&b, ",");
+        bench_policy_list(&b, "modules", modules, 1,
+                          k ? BENCH_POLICY_PATTERNS : 1, "m%zu");
+        bench_append(&b, ",");
+        bench_policy_list(&b, "tags", tags, 3,
+                          k ? BENCH_POLICY_PATTERNS : 3, "zone%zu.*.name");
+        bench_append(&b, ",");
+        bench_policy_list(&b, "desired", desired, 2,
+                          k ? BENCH_POLICY_PATTERNS : 2, "app%zu.**");
+        bench_append(&b, ",");
+        bench_policy_list(&b, "deny", deny, 2,
+                          k ? BENCH_POLICY_PATTERNS / 5 : 2,
+                          "tags.zone%zu.keys");
+        bench_append(&b, "}]}");
+    }
+
+    /* the leaves' caller: 100 patterns a list, as p100 */
+
+    bench_append(&b, ",\"bulk\":{\"rules\":[{\"operations\":[\"update\"],");
+    bench_policy_list(&b, "devices", devices, 1, BENCH_POLICY_PATTERNS,
+                      "site%zu-*");
+    bench_append(&b, ",");
+    bench_policy_list(&b, "tags", tags, 3, BENCH_POLICY_PATTERNS,
+                      "zone%zu.*.name");
+    bench_append(&b, ",");
+    bench_policy_list(&b, "desired", desired, 2, BENCH_POLICY_PATTERNS,
+                      "app%zu.**");
+    bench_append(&b, ",");
+    bench_policy_list(&b, "deny", deny, 2, BENCH_POLICY_PATTERNS / 5,
+                      "tags.zone%zu.keys");
+    bench_append(&b, "}]}");
+
+    bench_append(&b, "}}");
+
+    *len = b.len;
+
+    return b.buf;
+}
+
+
+/* "name":[...] of total entries: fillers, then the needed ones after half */
+
+static void
+bench_policy_list(bench_buf_t *b, const char *name,
+    const char *const *needed, size_t nneeded, size_t total,
+    const char *filler)
+{
+    size_t  i, k, at;
+
+    at = (total > nneeded) ? total / 2 + 1 : 0;
+
+    bench_append(b, "\"%s\":[", name);
+
+    for (i = 0, k = 0; i < total; i++) {
+        if (i) {
+            bench_append(b, ",");
+        }
+
+        if (i >= at && k < nneeded) {
+            bench_append(b, "\"%s\"", needed[k++]);
+            continue;
+        }
+
+        bench_append(b, "\"");
+        bench_append(b, filler, i);
+        bench_append(b, "\"");
+    }
+
+    bench_append(b, "]");
+}
+
+
+/* n paths under properties.desired.config, in document order */
+
+static char **
+bench_policy_leaves(size_t n)
+{
+    char    **paths;
+    size_t    i;
+
+    paths = malloc(n * sizeof(char *));
+    if (paths == NULL) {
+        fprintf(stderr, "bench_policy: out of memory\n");
+        exit(1);
+    }
+
+    for (i = 0; i < n; i++) {
+        paths[i] = malloc(64);
+        if (paths[i] == NULL) {
+            fprintf(stderr, "bench_policy: out of memory\n");
+            exit(1);
+        }
+
+        snprintf(paths[i], 64, "properties.desired.config.group%02zu.key%04zu",
+                 i / 100, i);
+    }
+
+    return paths;
+}
+
+
 /* the whole decision for one request: 0 if allowed */
 
 static int
-bench_policy_decide(const ngx_http_iothub_twin_policy_t *policy,
-    const bench_policy_request_t *req)
+bench_policy_decide(const bench_policy_case_t *bc)
 {
     int                                     rc;
     size_t                                  i;
     const ngx_http_iothub_twin_caller_t    *c;
     ngx_http_iothub_twin_policy_decision_t  d;
 
-    c = ngx_http_iothub_twin_policy_caller(policy,
-                                   (const unsigned char *) req->caller,
-                                   strlen(req->caller));
+    c = ngx_http_iothub_twin_policy_caller(bc->policy,
+                                   (const unsigned char *) bc->caller,
+                                   strlen(bc->caller));
 
     rc = ngx_http_iothub_twin_policy_target(&d, c,
                                    NGX_HTTP_IOTHUB_TWIN_OP_UPDATE,
-                                   (const unsigned char *) req->device,
-                                   strlen(req->device),
-                                   (const unsigned char *) req->module,
-                                   strlen(req->module));
+                                   (const unsigned char *) bc->device,
+                                   strlen(bc->device),
+                                   (const unsigned char *) bc->module,
+                                   bc->module ? strlen(bc->module) : 0);
 
-    for (i = 0; i < 5; i++) {
+    for (i = 0; i < bc->npaths; i++) {
         rc |= ngx_http_iothub_twin_policy_path(&d,
-                                   (const unsigned char *) req->paths[i],
-                                   strlen(req->paths[i]), 0);
+                                   (const unsigned char *) bc->paths[i],
+                                   strlen(bc->paths[i]), 0);
     }
 
     bench_policy_sink += d.nrules;
@@ -302,21 +516,21 @@ bench_policy_decide(const ngx_http_iothub_twin_policy_t *policy,
 /* ns per decision over at least the minimum time */
 
 static double
-bench_policy_measure(const ngx_http_iothub_twin_policy_t *policy,
-    const bench_policy_request_t *req)
+bench_policy_measure(const bench_policy_case_t *bc)
 {
-    size_t    i, n;
+    size_t    i, n, batch;
     double    start, elapsed;
 
     n = 0;
+    batch = 1 + 10000 / bc->npaths;
     start = bench_now();
 
     do {
-        for (i = 0; i < BENCH_POLICY_BATCH; i++) {
-            bench_policy_sink += bench_policy_decide(policy, req);
+        for (i = 0; i < batch; i++) {
+            bench_policy_sink += bench_policy_decide(bc);
         }
 
-        n += BENCH_POLICY_BATCH;
+        n += batch;
         elapsed = bench_now() - start;
 
     } while (elapsed < BENCH_POLICY_MIN_TIME);

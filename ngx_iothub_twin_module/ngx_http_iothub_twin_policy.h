@@ -6,9 +6,20 @@
  * which paths of tags and properties.desired each caller may write.
  *
  * Pure code, no nginx types.  Loading (jansson, malloc) happens at
- * configuration time; the matching functions neither allocate nor look at
- * more than the one caller they are given, so their cost does not grow
- * with the number of callers.
+ * configuration time, in ngx_http_iothub_twin_policy_load.c; there each
+ * caller's patterns are compiled (ngx_http_iothub_twin_policy_compile.c)
+ * into what the matcher (ngx_http_iothub_twin_policy_match.c) looks up
+ * instead of scanning lists: rule bit sets by operation, the exact IDs of
+ * all rules in one hash table, the other ID patterns by first byte, and
+ * per section one deterministic automaton over path segments.  The
+ * matching functions neither allocate nor look at more than the one
+ * caller they are given.  A decision costs one hash lookup per key of a
+ * written path, whatever the number of callers, of rules and of patterns;
+ * consecutive paths resume from the keys they share with the one before,
+ * and a path below a node the caller may write wholly ("**", no deny at or
+ * below it) is allowed as soon as the walk reaches that node.  Prefix
+ * and glob ID patterns are still tried one by one, but only those
+ * beginning with the ID's first byte or with a wildcard.
  *
  * ID patterns (devices, modules), matched case-sensitively against
  * decoded IDs:
@@ -16,23 +27,33 @@
  *   dev1        exact
  *   fleet-*     prefix: a single trailing '*'
  *   sensor-??-* glob: '*' any run, '?' one character, anywhere
+ *   dev#1\?x    exact: "\*", "\?" and "\\" are a literal '*', '?' and
+ *               '\' ("dev#1\\?x" in JSON)
  *
- * '*' and '?' are always wildcards, so an ID holding a literal '*' or '?'
- * can only be matched by a wildcard.  A module ID beginning with '$' (a
- * system module) is matched only by a pattern beginning with '$': "*"
- * never covers $edgeAgent.  In "modules", "" stands for the device twin
- * itself; without "modules" a rule covers device twins only.
+ * '*' and '?' are ID characters too: escaped, they match only themselves
+ * ("dev#1\?x" matches dev#1?x, not dev#1ax; "lot\**" is the prefix
+ * "lot*").  A backslash before any other character, or at the end, is a
+ * configuration error, and so is a literal '\', which no ID holds.  A module ID
+ * beginning with '$' (a system module) is matched only by a pattern
+ * beginning with '$': "*" never covers $edgeAgent.  In "modules", ""
+ * stands for the device twin itself; without "modules" a rule covers
+ * device twins only.
  *
  * Path patterns are dot-separated segments of 1 to 1024 bytes: "*"
  * matches exactly one key, a trailing "**" matches the node it follows
  * and anything below it ("config.**" covers config.a, config.a.b and
  * config written or deleted as a whole; "**" alone covers the whole
  * section), any other segment matches literally ("a*" is the key "a*").
- * A segment "*" or "**" is always a wildcard, so a key named "*" can only
- * be matched by one.  Segments holding what the hub refuses in keys (' ',
- * '$', control characters) are configuration errors.  An allow pattern
- * covers exactly the paths it matches: "owner" allows writing owner as a
- * whole, not owner.first.
+ * A segment that is exactly "*" or "**" is a wildcard; "\*" is the key
+ * "*", "\*\*" the key "**", and in any segment "\*", "\?" and "\\"
+ * stand for '*', '?' and '\'; a backslash before anything else (or at the
+ * end of a segment) is a configuration error naming the file, the caller,
+ * the field and the pattern.  Segments holding what the hub refuses in
+ * keys (' ', '$', control characters) are configuration errors.  An allow
+ * pattern covers exactly the paths it matches: "owner" allows writing
+ * owner as a whole, not owner.first.  A caller whose patterns of one
+ * section combine into more than 65,536 automaton states (many "*"
+ * segments at different depths) is a configuration error.
  *
  * A deny pattern protects the nodes it matches and everything below them,
  * and a write of a node replaces what is below it; so a written path is
@@ -71,6 +92,9 @@
 #define NGX_HTTP_IOTHUB_TWIN_POLICY_RULE_WORDS                               \
     ((NGX_HTTP_IOTHUB_TWIN_POLICY_MAX_RULES + 63) / 64)
 
+/* bytes of the previous path a decision keeps to resume its walk */
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_WALK         512
+
 
 typedef struct ngx_http_iothub_twin_policy_s  ngx_http_iothub_twin_policy_t;
 typedef struct ngx_http_iothub_twin_caller_s  ngx_http_iothub_twin_caller_t;
@@ -107,6 +131,24 @@ typedef struct {
      */
     char                                  reason[256];
     char                                  path[256];
+
+    /*
+     * The previous path's walk, for the next one to resume where both
+     * share their first keys: its section + 1 (0: none), its first
+     * walk_len bytes, and for each of its first walk_depth keys where it
+     * ends and the state reached.
+     */
+    unsigned                              walk_section;
+    uint16_t                              walk_len;
+    uint16_t                              walk_depth;
+    uint16_t                              walk_end[
+                                       NGX_HTTP_IOTHUB_TWIN_POLICY_PATH_DEPTH
+                                       + 1];
+    uint32_t                              walk_state[
+                                       NGX_HTTP_IOTHUB_TWIN_POLICY_PATH_DEPTH
+                                       + 1];
+    unsigned char                         walk_path[
+                                       NGX_HTTP_IOTHUB_TWIN_POLICY_WALK];
 } ngx_http_iothub_twin_policy_decision_t;
 
 

@@ -15,6 +15,12 @@ use IoTHubTwin qw(json_encode);
 
 my $t = IoTHubTwin->new;
 
+# a device of the seed whose ID holds '#', '?' and '*'; as a pattern
+# matching only itself, and an ID the unescaped pattern would match
+my $weird = "dev#?%\$'()*+,;=\@!:-._";
+sub literal { my ($id) = @_; $id =~ s/([*?])/\\$1/g; return $id }
+(my $near = $weird) =~ tr/?*/ax/;
+
 my %callers = (
     'ops' => { rules => [
         { operations => ['read', 'update'], devices => ['dev1', 'dev2'],
@@ -33,6 +39,10 @@ my %callers = (
           modules => ['$edgeAgent'] } ] },
     'auditor' => { mode => 'report', rules => [
         { operations => ['read'], devices => ['dev1'] } ] },
+    'literal' => { rules => [
+        { operations => ['update'], devices => [literal($weird), 'star\*', 'dev#1\?x'],
+          tags => ['\*', 'k.\*\*'], desired => ['cfg.**'],
+          deny => ['properties.desired.cfg.\*'] } ] },
 );
 
 $t->write_file('callers.json', json_encode({ callers => \%callers }));
@@ -159,6 +169,37 @@ $r = as('nobody', '/twins/dev1', { tags => { a => 1 } });
 IoTHubTwin::is_hub_error($r, 401, 'IotHubUnauthorizedAccess', undef,
                          'a caller not in the policy: 401');
 
+# escapes: "\?" and "\*" are literal in IDs and in path patterns
+
+$t->hub_reset;
+my $wpath = '/twins/' . IoTHubTwin::uri_component($weird);
+$r = as('literal', $wpath, { tags => { '*' => 1 } });
+is($r->{status}, 200, 'literal: \\? and \\* in the ID pattern, \\* the key *');
+is($t->hub_twin($weird)->{tags}{'*'}, 1, 'literal: the hub has tag *');
+denied(as('literal', '/twins/' . IoTHubTwin::uri_component($near),
+          { tags => { '*' => 1 } }),
+       qr/device dev#a%/, 'literal: the pattern does not match ? and * as wildcards');
+$r = as('literal', '/twins/dev%231%3Fx', { tags => { '*' => 1 } });
+is($r->{headers}{'x-decision'}, 'allow',
+   'literal: dev#1\\?x allows dev#1?x (which the hub does not know)');
+denied(as('literal', '/twins/dev%231ax', { tags => { '*' => 1 } }),
+       qr/dev#1ax/, 'literal: dev#1\\?x does not match dev#1ax');
+denied(as('literal', '/twins/star1', { tags => { '*' => 1 } }),
+       qr/star1/, 'literal: star\\* does not match star1');
+denied(as('literal', $wpath, { tags => { a => 1 } }),
+       qr/tags\.a/, 'literal: \\* does not match the key a');
+is(as('literal', $wpath, { tags => { k => { '**' => 1 } } })->{status}, 200,
+   'literal: \\*\\* matches the key **');
+denied(as('literal', $wpath, { tags => { k => { x => 1 } } }),
+       qr/tags\.k\.x/, 'literal: \\*\\* is no wildcard');
+denied(as('literal', $wpath,
+          { properties => { desired => { cfg => { '*' => { a => 1 } } } } }),
+       qr/properties\.desired\.cfg\.\*\.a.*deny\[0\]/,
+       'literal: deny of the key * covers its subtree');
+is(as('literal', $wpath,
+      { properties => { desired => { cfg => { x => 1 } } } })->{status},
+   200, 'literal: deny of the key * leaves other keys');
+
 # reload with a broken file: nginx keeps the old policy and says why
 
 $t->allow_log(qr/\[emerg\].*iothub_twin_callers/);
@@ -210,6 +251,12 @@ my @broken = (
       qr/caller "a".*mode/, 'bad mode' ],
     [ '{"callers": {"bad \\"name": {"rules": [{"operations": ["read"], "devices": ["d"]}]}}}',
       qr/caller "bad \\x22name": a caller name is/, 'bad caller name' ],
+    [ '{"callers": {"a": {"rules": [{"operations": ["read"], "devices": ["d\\\\x"]}]}}}',
+      qr/caller "a": rules\[0\]\.devices\[0\]: "d\\x5cx": a backslash may only come before/,
+      'a backslash before x in an ID pattern' ],
+    [ '{"callers": {"a": {"rules": [{"operations": ["update"], "devices": ["d"], "tags": ["a.\\\\b"]}]}}}',
+      qr/caller "a": rules\[0\]\.tags\[0\]: "a\.\\x5cb": a backslash may only come before/,
+      'a backslash before b in a path pattern' ],
 );
 
 for my $case (@broken) {

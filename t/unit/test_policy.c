@@ -47,6 +47,9 @@ static void test_report(void);
 static void test_decision(void);
 static void test_many_rules(void);
 static void test_many_callers(void);
+static void test_escapes(void);
+static void test_walk(void);
+static void test_states(void);
 
 static policy_t *parse(const char *json);
 static const caller_t *caller(const policy_t *p, const char *name);
@@ -164,6 +167,9 @@ main(void)
 
     test_many_rules();
     test_many_callers();
+    test_escapes();
+    test_walk();
+    test_states();
 
     return tap_done();
 }
@@ -1484,4 +1490,267 @@ test_many_callers(void)
     tap_ok(ok, "%s", "5000 unknown names are not found");
 
     ngx_http_iothub_twin_policy_free(p);
+}
+
+
+/* "\*", "\?" and "\\" in ID and path patterns */
+
+static void
+test_escapes(void)
+{
+    decision_t       d;
+    policy_t        *p;
+    const caller_t  *c;
+
+    p = parse("{\"callers\":{\"e\":{\"rules\":["
+              "{\"operations\":[\"read\",\"update\"],"
+              "\"devices\":[\"dev#1\\\\?x\",\"star\\\\*\",\"p\\\\*-*\","
+                          "\"g?\\\\?\",\"\\\\**\"],"
+              "\"modules\":[\"\",\"m\\\\?\"],"
+              "\"tags\":[\"\\\\*\",\"\\\\*\\\\*\",\"a.\\\\*.b\","
+                       "\"\\\\\\\\\",\"k\\\\*\",\"w.*\"],"
+              "\"desired\":[\"**\"],"
+              "\"deny\":[\"properties.desired.\\\\*\"]}"
+              "]}}}");
+
+    tap_ok(p != NULL, "%s", "a policy with escapes loads");
+
+    if (p == NULL) {
+        return;
+    }
+
+    c = caller(p, "e");
+
+    /* IDs: an escaped '?' or '*' is that character only */
+    is_target(c, OP_READ, "dev#1?x", NULL, NULL);
+    is_target(c, OP_READ, "dev#1ax", NULL,
+              "device dev#1ax is not covered by any rule");
+    is_target(c, OP_READ, "star*", NULL, NULL);
+    is_target(c, OP_READ, "star1", NULL,
+              "device star1 is not covered by any rule");
+    is_target(c, OP_READ, "p*-", NULL, NULL);
+    is_target(c, OP_READ, "p*-9", NULL, NULL);
+    is_target(c, OP_READ, "px-9", NULL,
+              "device px-9 is not covered by any rule");
+    is_target(c, OP_READ, "ga?", NULL, NULL);
+    is_target(c, OP_READ, "gab", NULL,
+              "device gab is not covered by any rule");
+    is_target(c, OP_READ, "*lead", NULL, NULL);
+    is_target(c, OP_READ, "lead", NULL,
+              "device lead is not covered by any rule");
+    is_target(c, OP_READ, "star*", "m?", NULL);
+    is_target(c, OP_READ, "star*", "m1",
+              "module m1 of device star* is not covered by any rule");
+
+    /* paths: "\*" is the key "*", "\*\*" the key "**" */
+    is_path(c, OP_UPDATE, "star*", NULL, "tags.*", 0, 0);
+    is_path(c, OP_UPDATE, "star*", NULL, "tags.*", 1, 0);
+    is_path(c, OP_UPDATE, "star*", NULL, "tags.a", 0, -1);
+    is_path(c, OP_UPDATE, "star*", NULL, "tags.**", 0, 0);
+    is_path(c, OP_UPDATE, "star*", NULL, "tags.**.x", 0, -1);
+    is_path(c, OP_UPDATE, "star*", NULL, "tags.*.x", 0, -1);
+    is_path(c, OP_UPDATE, "star*", NULL, "tags.a.*.b", 0, 0);
+    is_path(c, OP_UPDATE, "star*", NULL, "tags.a.x.b", 0, -1);
+    is_path(c, OP_UPDATE, "star*", NULL, "tags.\\", 0, 0);
+    is_path(c, OP_UPDATE, "star*", NULL, "tags.k*", 0, 0);
+    is_path(c, OP_UPDATE, "star*", NULL, "tags.kk", 0, -1);
+
+    /* a wildcard "*" still covers a key named "*" */
+    is_path(c, OP_UPDATE, "star*", NULL, "tags.w.*", 0, 0);
+    is_path(c, OP_UPDATE, "star*", NULL, "tags.w.x", 0, 0);
+
+    /* deny of the key "*" only, its subtree and its parent */
+    is_path(c, OP_UPDATE, "star*", NULL, "properties.desired.*", 0, -1);
+    is_path(c, OP_UPDATE, "star*", NULL, "properties.desired.*.x", 1, -1);
+    is_path(c, OP_UPDATE, "star*", NULL, "properties.desired.x", 0, 0);
+    is_path(c, OP_UPDATE, "star*", NULL, "properties.desired.x.*", 0, 0);
+
+    tap_ok(target(&d, c, OP_UPDATE, "star*", NULL) == 0
+           && path(&d, "properties.desired", 0) == -1, "%s",
+           "deny of the key \"*\" refuses its section written whole");
+    tap_is_str(d.reason, strlen(d.reason),
+               "properties.desired: denied to caller e by rules[0].deny[0]",
+               "and names the deny entry");
+
+    ngx_http_iothub_twin_policy_free(p);
+
+    /* a backslash before anything else, and a literal one in an ID */
+
+    is_error(ONE_RULE("{\"operations\":[\"read\"],"
+                      "\"devices\":[\"d\\\\x\"]}"),
+             "t.json: caller \"a\": rules[0].devices[0]: \"d\\x5cx\": a"
+             " backslash may only come before '*', '?' or a backslash");
+    is_error(ONE_RULE("{\"operations\":[\"read\"],"
+                      "\"devices\":[\"d\\\\\"]}"),
+             "t.json: caller \"a\": rules[0].devices[0]: \"d\\x5c\": a"
+             " backslash may only come before '*', '?' or a backslash");
+    is_error(ONE_RULE("{\"operations\":[\"read\"],"
+                      "\"devices\":[\"d\\\\\\\\\"]}"),
+             "t.json: caller \"a\": rules[0].devices[0]: \"d\\x5c\\x5c\":"
+             " '\\' is not allowed in a pattern");
+    is_error(ONE_RULE("{\"operations\":[\"read\"],\"devices\":[\"d\"],"
+                      "\"modules\":[\"m\\\\.\"]}"),
+             "t.json: caller \"a\": rules[0].modules[0]: \"m\\x5c.\": a"
+             " backslash may only come before '*', '?' or a backslash");
+    is_error(ONE_RULE("{\"operations\":[\"update\"],\"devices\":[\"d\"],"
+                      "\"tags\":[\"a.b\\\\c\"]}"),
+             "t.json: caller \"a\": rules[0].tags[0]: \"a.b\\x5cc\": a"
+             " backslash may only come before '*', '?' or a backslash");
+    is_error(ONE_RULE("{\"operations\":[\"update\"],\"devices\":[\"d\"],"
+                      "\"deny\":[\"tags.a\\\\\"]}"),
+             "t.json: caller \"a\": rules[0].deny[0]: \"tags.a\\x5c\": a"
+             " backslash may only come before '*', '?' or a backslash");
+}
+
+
+/*
+ * The decision resumes the previous path's walk: paths sharing a prefix,
+ * one after another, get the verdicts each would get alone.
+ */
+
+static void
+test_walk(void)
+{
+    int              ok;
+    char             buf[600];
+    size_t           i;
+    decision_t       d, one;
+    policy_t        *p;
+    const caller_t  *c;
+
+    static const struct {
+        const char  *path;
+        int          rc;
+    } seq[] = {
+        { "tags.cfg.a", 0 },
+        { "tags.cfg.a.b", 0 },
+        { "tags.cfg.secret", -1 },
+        { "tags.cfg.secret.x", -1 },
+        { "tags.cfg.secrets", 0 },
+        { "tags.cfg", -1 },
+        { "tags.open.x.y.z", 0 },
+        { "tags.open.x.y", 0 },
+        { "tags.open", 0 },
+        { "tags.opens", -1 },
+        { "properties.desired.cfg.a", -1 },
+        { "tags.cfg.a", 0 },
+        { "tags.c", -1 },
+        { "tags.cfg.a", 0 },
+        { "tags.cfg.", -1 },
+        { "tags.cfg.a", 0 },
+    };
+
+    p = parse("{\"callers\":{\"w\":{\"rules\":["
+              "{\"operations\":[\"update\"],\"devices\":[\"d\"],"
+              "\"tags\":[\"cfg.**\",\"open.**\"],"
+              "\"deny\":[\"tags.cfg.secret\"]}"
+              "]}}}");
+
+    tap_ok(p != NULL, "%s", "the walk policy loads");
+
+    if (p == NULL) {
+        return;
+    }
+
+    c = caller(p, "w");
+
+    ok = (target(&d, c, OP_UPDATE, "d", NULL) == 0);
+
+    for (i = 0; ok && i < sizeof(seq) / sizeof(seq[0]); i++) {
+        if (path(&d, seq[i].path, 0) != seq[i].rc
+            || target(&one, c, OP_UPDATE, "d", NULL) != 0
+            || path(&one, seq[i].path, 0) != seq[i].rc)
+        {
+            printf("#   %s\n", seq[i].path);
+            ok = 0;
+        }
+    }
+
+    tap_ok(ok, "%s", "a sequence of paths, each as if alone");
+
+    /* longer than the bytes the walk keeps */
+
+    memset(buf, 'k', sizeof(buf) - 1);
+    buf[sizeof(buf) - 1] = '\0';
+    memcpy(buf, "tags.open.", 10);
+
+    tap_ok(target(&d, c, OP_UPDATE, "d", NULL) == 0
+           && path(&d, buf, 0) == 0
+           && path(&d, "tags.open.x", 0) == 0
+           && path(&d, buf, 0) == 0
+           && path(&d, "tags.cfg.secret", 0) == -1
+           && d.nrefused == 1, "%s", "paths longer than the walk keeps");
+
+    memcpy(buf, "tags.cfx.", 9);
+
+    tap_ok(target(&d, c, OP_UPDATE, "d", NULL) == 0
+           && path(&d, buf, 0) == -1, "%s",
+           "a long path outside the patterns");
+
+    ngx_http_iothub_twin_policy_free(p);
+}
+
+
+/*
+ * Patterns whose automaton would have more than 65,536 states: n paths
+ * of n segments, each "*" but for an "x" at its own depth, make 2^j
+ * states at depth j (about 2^(n + 1) in all).
+ */
+
+static void
+test_states(void)
+{
+    char      *json, *q, err[512];
+    size_t     i, k, n;
+    policy_t  *p;
+
+    json = malloc(17 * 17 * 3 + 256);
+    if (json == NULL) {
+        tap_ok(0, "%s", "malloc");
+        return;
+    }
+
+    for (n = 14; n <= 17; n += 3) {
+        q = json + sprintf(json, "{\"callers\":{\"s\":{\"rules\":[{"
+                           "\"operations\":[\"update\"],\"devices\":[\"d\"],"
+                           "\"tags\":[");
+
+        for (i = 0; i < n; i++) {
+            *q++ = i ? ',' : '"';
+
+            if (i) {
+                *q++ = '"';
+            }
+
+            for (k = 0; k < n; k++) {
+                q += sprintf(q, "%s%s", k ? "." : "", k == i ? "x" : "*");
+            }
+
+            *q++ = '"';
+        }
+
+        strcpy(q, "]}]}}}");
+
+        p = ngx_http_iothub_twin_policy_parse("t.json", json, strlen(json),
+                                              err, sizeof(err));
+
+        if (n == 14) {
+            tap_ok(p != NULL, "%s", "14 patterns of 14 segments load");
+
+            if (p == NULL) {
+                printf("#   %s\n", err);
+            }
+
+        } else {
+            tap_ok(p == NULL, "%s", "17 patterns of 17 segments do not");
+            tap_is_str(err, strlen(err),
+                       "t.json: caller \"s\": the path patterns combine"
+                       " into more than 65536 states; use fewer \"*\""
+                       " segments", "and the message says why");
+        }
+
+        ngx_http_iothub_twin_policy_free(p);
+    }
+
+    free(json);
 }

@@ -1,6 +1,9 @@
 
 /*
  * Copyright (C) ngx_iothub_twin developers
+ *
+ * The policy loader: reads a callers file at configuration time, checks
+ * every field with jansson and builds the policy the matcher uses.
  */
 
 
@@ -16,32 +19,13 @@
 #include <jansson.h>
 
 #include "ngx_http_iothub_twin_id.h"
-#include "ngx_http_iothub_twin_policy.h"
+#include "ngx_http_iothub_twin_policy_data.h"
 
-
-#define NGX_HTTP_IOTHUB_TWIN_POLICY_EXACT     0
-#define NGX_HTTP_IOTHUB_TWIN_POLICY_PREFIX    1
-#define NGX_HTTP_IOTHUB_TWIN_POLICY_GLOB      2
-
-#define NGX_HTTP_IOTHUB_TWIN_POLICY_TAGS      0
-#define NGX_HTTP_IOTHUB_TWIN_POLICY_DESIRED   1
-
-#define NGX_HTTP_IOTHUB_TWIN_POLICY_ALLOWED   0
-#define NGX_HTTP_IOTHUB_TWIN_POLICY_UNCOVERED 1
-#define NGX_HTTP_IOTHUB_TWIN_POLICY_DENIED    2
 
 #define NGX_HTTP_IOTHUB_TWIN_POLICY_NONE      ((size_t) -1)
 
 #define NGX_HTTP_IOTHUB_TWIN_POLICY_CHUNK     (64 * 1024)
 #define NGX_HTTP_IOTHUB_TWIN_POLICY_ALIGN     16
-
-/* bytes of an excerpt in a message, "..." and the NUL included */
-#define NGX_HTTP_IOTHUB_TWIN_SHOWN            80
-#define NGX_HTTP_IOTHUB_TWIN_PSHOWN           100
-
-/* "module <id> of device <id>" */
-#define NGX_HTTP_IOTHUB_TWIN_TSHOWN                                          \
-    (2 * NGX_HTTP_IOTHUB_TWIN_SHOWN + sizeof("module  of device "))
 
 /* a pattern as messages show it */
 #define ngx_http_iothub_twin_policy_shown(shown, s, len)                     \
@@ -49,96 +33,12 @@
                                               NGX_HTTP_IOTHUB_TWIN_SHOWN,    \
                                               s, len, 1)
 
-#define NGX_HTTP_IOTHUB_TWIN_DEPTH                                           \
-    NGX_HTTP_IOTHUB_TWIN_POLICY_PATH_DEPTH
-
-
-typedef struct ngx_http_iothub_twin_policy_chunk_s
-    ngx_http_iothub_twin_policy_chunk_t;
-
-struct ngx_http_iothub_twin_policy_chunk_s {
-    ngx_http_iothub_twin_policy_chunk_t  *next;
-    size_t                                size;
-    size_t                                used;
-};
-
-
-typedef struct {
-    const unsigned char                  *data;
-    uint32_t                              len;     /* prefix: without '*' */
-    uint8_t                               kind;
-    uint8_t                               system;  /* begins with '$' */
-
-    /* the first character if not a wildcard: most IDs fail on it */
-    uint8_t                               first;
-} ngx_http_iothub_twin_policy_id_t;
-
-
-typedef struct {
-    const unsigned char                  *data;
-    uint32_t                              len;
-    uint32_t                              any;     /* the segment "*" */
-} ngx_http_iothub_twin_policy_seg_t;
-
-
-typedef struct {
-    ngx_http_iothub_twin_policy_seg_t    *segs;
-    uint32_t                              nsegs;   /* without "**" */
-    uint16_t                              rest;    /* a trailing "**" */
-    uint16_t                              index;   /* in its list */
-} ngx_http_iothub_twin_policy_path_t;
-
-
-typedef struct {
-    unsigned                              ops;     /* 1 << op */
-    unsigned                              device_twin;
-
-    ngx_http_iothub_twin_policy_id_t     *devices;
-    ngx_http_iothub_twin_policy_id_t     *modules;
-    uint32_t                              ndevices;
-    uint32_t                              nmodules;
-
-    /* by section: tags, properties.desired */
-    ngx_http_iothub_twin_policy_path_t   *allow[2];
-    ngx_http_iothub_twin_policy_path_t   *deny[2];
-    uint32_t                              nallow[2];
-    uint32_t                              ndeny[2];
-} ngx_http_iothub_twin_policy_rule_t;
-
-
-struct ngx_http_iothub_twin_caller_s {
-    const char                           *name;
-    size_t                                name_len;
-    unsigned char                        *key[2];
-    size_t                                key_len[2];
-    size_t                                max_body_size;
-    size_t                                index;
-    ngx_http_iothub_twin_policy_rule_t   *rules;
-    size_t                                nrules;
-    unsigned                              report:1;
-    unsigned                              require_if_match:1;
-};
-
-
-typedef struct {
-    uint32_t                              hash;
-    uint32_t                              index;   /* caller + 1, 0: free */
-} ngx_http_iothub_twin_policy_slot_t;
-
-
-struct ngx_http_iothub_twin_policy_s {
-    ngx_http_iothub_twin_caller_t        *callers;
-    size_t                                ncallers;
-    ngx_http_iothub_twin_policy_slot_t   *slots;
-    size_t                                mask;
-    ngx_http_iothub_twin_policy_chunk_t  *chunks;
-};
-
 
 /* where the loader is, for messages: rules[rule].field[item] */
 
 typedef struct {
     ngx_http_iothub_twin_policy_t        *policy;
+    void                                 *cache;
     const char                           *name;
     const char                           *caller;
     size_t                                rule;
@@ -148,19 +48,7 @@ typedef struct {
 } ngx_http_iothub_twin_policy_ctx_t;
 
 
-typedef struct {
-    const unsigned char                  *data;
-    size_t                                len;
-} ngx_http_iothub_twin_policy_key_t;
-
-
-static void *ngx_http_iothub_twin_policy_alloc(
-    ngx_http_iothub_twin_policy_t *policy, size_t size);
 static void ngx_http_iothub_twin_policy_wipe(void *p, size_t len);
-static size_t ngx_http_iothub_twin_policy_escape(char *dst, size_t size,
-    const unsigned char *s, size_t len, int quotes);
-static size_t ngx_http_iothub_twin_policy_width(unsigned char c,
-    int quotes);
 static int ngx_http_iothub_twin_policy_fail(
     ngx_http_iothub_twin_policy_ctx_t *ctx, const char *where,
     const char *fmt, ...) __attribute__ ((format (printf, 3, 4)));
@@ -169,8 +57,6 @@ static void ngx_http_iothub_twin_policy_json_error(
 static int ngx_http_iothub_twin_policy_known(
     ngx_http_iothub_twin_policy_ctx_t *ctx, const char *where,
     json_t *obj, const char *const *fields);
-static uint32_t ngx_http_iothub_twin_policy_hash(const unsigned char *p,
-    size_t len);
 static int ngx_http_iothub_twin_policy_callers(
     ngx_http_iothub_twin_policy_ctx_t *ctx, json_t *root);
 static int ngx_http_iothub_twin_policy_caller_name_valid(const char *name,
@@ -210,45 +96,10 @@ static int ngx_http_iothub_twin_policy_parse_path(
 static int ngx_http_iothub_twin_policy_list(
     ngx_http_iothub_twin_policy_ctx_t *ctx, const char *where, json_t *arr,
     size_t min);
-
-static int ngx_http_iothub_twin_policy_id_match(
-    const ngx_http_iothub_twin_policy_id_t *id, const unsigned char *s,
-    size_t len);
-static int ngx_http_iothub_twin_policy_glob(const unsigned char *p,
-    size_t plen, const unsigned char *s, size_t slen);
-static int ngx_http_iothub_twin_policy_covers(
-    const ngx_http_iothub_twin_policy_rule_t *r, const unsigned char *device,
-    size_t dlen, const unsigned char *module, size_t mlen);
-static int ngx_http_iothub_twin_policy_check(
-    const ngx_http_iothub_twin_policy_decision_t *d, unsigned section,
-    const ngx_http_iothub_twin_policy_key_t *keys, size_t n, size_t *ri,
-    size_t *di);
-static int ngx_http_iothub_twin_policy_allows(
-    const ngx_http_iothub_twin_policy_path_t *pp,
-    const ngx_http_iothub_twin_policy_key_t *keys, size_t n);
-static int ngx_http_iothub_twin_policy_agree(
-    const ngx_http_iothub_twin_policy_path_t *pp,
-    const ngx_http_iothub_twin_policy_key_t *keys, size_t m);
-static int ngx_http_iothub_twin_policy_overlaps(
-    const ngx_http_iothub_twin_policy_path_t *pp,
-    const ngx_http_iothub_twin_policy_key_t *keys, size_t n);
-static int ngx_http_iothub_twin_policy_refuse_target(
-    ngx_http_iothub_twin_policy_decision_t *d, const unsigned char *device,
-    size_t dlen, const unsigned char *module, size_t mlen);
-static int ngx_http_iothub_twin_policy_replace(
-    ngx_http_iothub_twin_policy_decision_t *d, const unsigned char *device,
-    size_t dlen, const unsigned char *module, size_t mlen);
-static int ngx_http_iothub_twin_policy_refuse(
-    ngx_http_iothub_twin_policy_decision_t *d, const unsigned char *path,
-    size_t len, const char *fmt, ...) __attribute__ ((format (printf, 4, 5)));
-static void ngx_http_iothub_twin_policy_target_name(char *dst, size_t size,
-    const unsigned char *device, size_t dlen, const unsigned char *module,
-    size_t mlen);
-
-
-static const char *const  ngx_http_iothub_twin_policy_ops[] = {
-    NULL, "read", "update", "replace"
-};
+static int ngx_http_iothub_twin_policy_unescape(
+    ngx_http_iothub_twin_policy_ctx_t *ctx, const char *where,
+    unsigned char *dst, size_t *n, const unsigned char *s, size_t len,
+    const unsigned char *whole, size_t whole_len, unsigned char *lit);
 
 
 ngx_http_iothub_twin_policy_t *
@@ -377,8 +228,15 @@ ngx_http_iothub_twin_policy_parse(const char *name, const char *json,
         return NULL;
     }
 
-    rc = ngx_http_iothub_twin_policy_callers(&ctx, root);
+    /* callers with the same path patterns share their automata */
 
+    ctx.cache = ngx_http_iothub_twin_policy_cache_create();
+
+    rc = (ctx.cache != NULL)
+         ? ngx_http_iothub_twin_policy_callers(&ctx, root)
+         : ngx_http_iothub_twin_policy_fail(&ctx, NULL, "out of memory");
+
+    ngx_http_iothub_twin_policy_cache_free(ctx.cache);
     json_decref(root);
 
     if (rc != 0) {
@@ -427,8 +285,7 @@ ngx_http_iothub_twin_policy_ncallers(
     return policy->ncallers;
 }
 
-
-static void *
+void *
 ngx_http_iothub_twin_policy_alloc(ngx_http_iothub_twin_policy_t *policy,
     size_t size)
 {
@@ -488,78 +345,6 @@ ngx_http_iothub_twin_policy_wipe(void *p, size_t len)
     for (v = p; len--; v++) {
         *v = 0;
     }
-}
-
-
-/*
- * Printable ASCII, other bytes as \xNN ('"' and '\' too if quotes is
- * set); cut with "..." to fit size bytes with the NUL.
- */
-
-static size_t
-ngx_http_iothub_twin_policy_escape(char *dst, size_t size,
-    const unsigned char *s, size_t len, int quotes)
-{
-    size_t         i, n, need, limit, w;
-    unsigned char  c;
-
-    static const char  hex[] = "0123456789abcdef";
-
-    if (size < 4) {
-        if (size > 0) {
-            dst[0] = '\0';
-        }
-
-        return 0;
-    }
-
-    need = 0;
-
-    for (i = 0; i < len && need < size; i++) {
-        need += ngx_http_iothub_twin_policy_width(s[i], quotes);
-    }
-
-    limit = (need < size) ? size - 1 : size - 4;
-    n = 0;
-
-    for (i = 0; i < len; i++) {
-        c = s[i];
-        w = ngx_http_iothub_twin_policy_width(c, quotes);
-
-        if (n + w > limit) {
-            break;
-        }
-
-        if (w == 1) {
-            dst[n++] = (char) c;
-
-        } else {
-            dst[n++] = '\\';
-            dst[n++] = 'x';
-            dst[n++] = hex[c >> 4];
-            dst[n++] = hex[c & 0xf];
-        }
-    }
-
-    if (i < len) {
-        memcpy(dst + n, "...", 3);
-        n += 3;
-    }
-
-    dst[n] = '\0';
-
-    return n;
-}
-
-
-static size_t
-ngx_http_iothub_twin_policy_width(unsigned char c, int quotes)
-{
-    if (c < 0x20 || c > 0x7e || (quotes && (c == '"' || c == '\\'))) {
-        return 4;
-    }
-
-    return 1;
 }
 
 
@@ -682,35 +467,12 @@ ngx_http_iothub_twin_policy_known(ngx_http_iothub_twin_policy_ctx_t *ctx,
 }
 
 
-/* FNV-1a, with murmur3's finalizer so that the low bits mix well */
-
-static uint32_t
-ngx_http_iothub_twin_policy_hash(const unsigned char *p, size_t len)
-{
-    uint32_t  h;
-
-    h = 2166136261u;
-
-    while (len--) {
-        h ^= *p++;
-        h *= 16777619u;
-    }
-
-    h ^= h >> 16;
-    h *= 0x85ebca6bu;
-    h ^= h >> 13;
-    h *= 0xc2b2ae35u;
-    h ^= h >> 16;
-
-    return h;
-}
-
 
 static int
 ngx_http_iothub_twin_policy_callers(ngx_http_iothub_twin_policy_ctx_t *ctx,
     json_t *root)
 {
-    char                           *copy;
+    char                           *copy, msg[256];
     size_t                          i, n, size;
     json_t                         *callers, *value;
     const char                     *name;
@@ -796,6 +558,13 @@ ngx_http_iothub_twin_policy_callers(ngx_http_iothub_twin_policy_ctx_t *ctx,
 
         if (ngx_http_iothub_twin_policy_parse_caller(ctx, c, value) != 0) {
             return -1;
+        }
+
+        if (ngx_http_iothub_twin_policy_compile(policy, c, ctx->cache, msg,
+                                                sizeof(msg))
+            != 0)
+        {
+            return ngx_http_iothub_twin_policy_fail(ctx, NULL, "%s", msg);
         }
 
         ngx_http_iothub_twin_policy_insert(policy, i);
@@ -1250,7 +1019,7 @@ ngx_http_iothub_twin_policy_parse_ops(ngx_http_iothub_twin_policy_ctx_t *ctx,
              op <= NGX_HTTP_IOTHUB_TWIN_OP_REPLACE;
              op++)
         {
-            if (strcmp(s, ngx_http_iothub_twin_policy_ops[op]) == 0) {
+            if (strcmp(s, ngx_http_iothub_twin_policy_op_name(op)) == 0) {
                 break;
             }
         }
@@ -1316,6 +1085,8 @@ ngx_http_iothub_twin_policy_parse_ids(ngx_http_iothub_twin_policy_ctx_t *ctx,
             continue;
         }
 
+        ids[n].rule = (uint16_t) ctx->rule;
+
         if (ngx_http_iothub_twin_policy_parse_id(ctx, where, &ids[n],
                                   (const unsigned char *) json_string_value(v),
                                   len)
@@ -1348,8 +1119,10 @@ ngx_http_iothub_twin_policy_parse_id(ngx_http_iothub_twin_policy_ctx_t *ctx,
     const unsigned char *s, size_t len)
 {
     char            shown[NGX_HTTP_IOTHUB_TWIN_SHOWN], bad[8];
-    size_t          i, wild;
-    unsigned char  *data;
+    size_t          i, n, wild;
+    unsigned char  *data, c;
+    unsigned char   buf[NGX_HTTP_IOTHUB_TWIN_POLICY_ID_PATTERN];
+    unsigned char   lit[NGX_HTTP_IOTHUB_TWIN_POLICY_ID_PATTERN];
 
     if (len == 0) {
         return ngx_http_iothub_twin_policy_fail(ctx, where,
@@ -1357,55 +1130,132 @@ ngx_http_iothub_twin_policy_parse_id(ngx_http_iothub_twin_policy_ctx_t *ctx,
     }
 
     if (len > NGX_HTTP_IOTHUB_TWIN_POLICY_ID_PATTERN) {
-        (void) ngx_http_iothub_twin_policy_escape(shown, sizeof(shown), s,
-                                                  len, 1);
+        ngx_http_iothub_twin_policy_shown(shown, s, len);
         return ngx_http_iothub_twin_policy_fail(ctx, where,
                                        "\"%s\": longer than %d characters",
                                        shown,
                                        NGX_HTTP_IOTHUB_TWIN_POLICY_ID_PATTERN);
     }
 
+    if (ngx_http_iothub_twin_policy_unescape(ctx, where, buf, &n, s, len, s,
+                                             len, lit)
+        != 0)
+    {
+        return -1;
+    }
+
     wild = 0;
 
-    for (i = 0; i < len; i++) {
-        if (s[i] == '*' || s[i] == '?') {
+    for (i = 0; i < n; i++) {
+        c = buf[i];
+
+        if (!lit[i] && (c == '*' || c == '?')) {
             wild++;
             continue;
         }
 
-        if (!ngx_http_iothub_twin_id_char(s[i])) {
-            (void) ngx_http_iothub_twin_policy_escape(shown, sizeof(shown), s,
-                                                      len, 1);
+        /* a literal '*' or '?' is an ID character, a backslash is not */
+
+        if (!ngx_http_iothub_twin_id_char(c)) {
+            ngx_http_iothub_twin_policy_shown(shown, s, len);
             (void) ngx_http_iothub_twin_policy_escape(bad, sizeof(bad),
-                                                      &s[i], 1, 0);
+                                                      &buf[i], 1, 0);
             return ngx_http_iothub_twin_policy_fail(ctx, where,
                                        "\"%s\": '%s' is not allowed in a"
                                        " pattern", shown, bad);
         }
     }
 
-    data = ngx_http_iothub_twin_policy_alloc(ctx->policy, len);
+    if (n == 0) {
+        return ngx_http_iothub_twin_policy_fail(ctx, where,
+                                       "an empty pattern matches no ID");
+    }
+
+    data = ngx_http_iothub_twin_policy_alloc(ctx->policy, n);
     if (data == NULL) {
         return ngx_http_iothub_twin_policy_fail(ctx, NULL, "out of memory");
     }
 
-    memcpy(data, s, len);
-
     id->data = data;
-    id->len = (uint32_t) len;
-    id->system = (s[0] == '$');
-    id->first = (s[0] == '*' || s[0] == '?') ? '\0' : s[0];
+    id->len = (uint32_t) n;
+    id->system = (buf[0] == '$');
+    id->first = (!lit[0] && (buf[0] == '*' || buf[0] == '?')) ? '\0'
+                                                              : buf[0];
 
     if (wild == 0) {
         id->kind = NGX_HTTP_IOTHUB_TWIN_POLICY_EXACT;
+        memcpy(data, buf, n);
+        return 0;
+    }
 
-    } else if (wild == 1 && s[len - 1] == '*') {
+    if (wild == 1 && !lit[n - 1] && buf[n - 1] == '*') {
         id->kind = NGX_HTTP_IOTHUB_TWIN_POLICY_PREFIX;
         id->len--;
-
-    } else {
-        id->kind = NGX_HTTP_IOTHUB_TWIN_POLICY_GLOB;
+        memcpy(data, buf, n - 1);
+        return 0;
     }
+
+    /* a glob: wildcards as bytes no ID holds, so literals stay literal */
+
+    id->kind = NGX_HTTP_IOTHUB_TWIN_POLICY_GLOB;
+
+    for (i = 0; i < n; i++) {
+        if (lit[i] || (buf[i] != '*' && buf[i] != '?')) {
+            data[i] = buf[i];
+
+        } else {
+            data[i] = (buf[i] == '*') ? NGX_HTTP_IOTHUB_TWIN_POLICY_ANY_RUN
+                                      : NGX_HTTP_IOTHUB_TWIN_POLICY_ANY_ONE;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * "\*", "\?" and "\\" stand for '*', '?' and '\' taken literally (lit[i]
+ * set for them if lit is given); a backslash before anything else is an
+ * error naming the whole pattern.  dst has room for len bytes.
+ */
+
+static int
+ngx_http_iothub_twin_policy_unescape(ngx_http_iothub_twin_policy_ctx_t *ctx,
+    const char *where, unsigned char *dst, size_t *n, const unsigned char *s,
+    size_t len, const unsigned char *whole, size_t whole_len,
+    unsigned char *lit)
+{
+    char    shown[NGX_HTTP_IOTHUB_TWIN_SHOWN];
+    size_t  i, k;
+
+    for (i = 0, k = 0; i < len; i++, k++) {
+        if (s[i] != '\\') {
+            if (lit != NULL) {
+                lit[k] = 0;
+            }
+
+            dst[k] = s[i];
+            continue;
+        }
+
+        if (i + 1 == len
+            || (s[i + 1] != '*' && s[i + 1] != '?' && s[i + 1] != '\\'))
+        {
+            ngx_http_iothub_twin_policy_shown(shown, whole, whole_len);
+            return ngx_http_iothub_twin_policy_fail(ctx, where,
+                                       "\"%s\": a backslash may only come"
+                                       " before '*', '?' or a backslash",
+                                       shown);
+        }
+
+        if (lit != NULL) {
+            lit[k] = 1;
+        }
+
+        dst[k] = s[++i];
+    }
+
+    *n = k;
 
     return 0;
 }
@@ -1542,7 +1392,7 @@ ngx_http_iothub_twin_policy_parse_path(ngx_http_iothub_twin_policy_ctx_t *ctx,
 {
     char                                shown[NGX_HTTP_IOTHUB_TWIN_SHOWN];
     char                                bad[8];
-    size_t                              n, i, k, seg;
+    size_t                              n, i, k, seg, klen;
     const char                         *why;
     unsigned char                      *data;
     const unsigned char                *p, *end, *dot;
@@ -1566,6 +1416,8 @@ ngx_http_iothub_twin_policy_parse_path(ngx_http_iothub_twin_policy_ctx_t *ctx,
         n += (s[i] == '.');
     }
 
+    /* the keys, escapes resolved: never longer than the pattern */
+
     data = ngx_http_iothub_twin_policy_alloc(ctx->policy, len);
     segs = ngx_http_iothub_twin_policy_alloc(ctx->policy,
                               n * sizeof(ngx_http_iothub_twin_policy_seg_t));
@@ -1573,15 +1425,13 @@ ngx_http_iothub_twin_policy_parse_path(ngx_http_iothub_twin_policy_ctx_t *ctx,
         return ngx_http_iothub_twin_policy_fail(ctx, NULL, "out of memory");
     }
 
-    memcpy(data, s, len);
-
     pp->segs = segs;
     pp->nsegs = 0;
     pp->rest = 0;
 
-    end = data + len;
+    end = s + len;
 
-    for (p = data, k = 0; k < n; k++, p = dot + 1) {
+    for (p = s, k = 0; k < n; k++, p = dot + 1) {
         dot = memchr(p, '.', end - p);
         if (dot == NULL) {
             dot = end;
@@ -1593,14 +1443,6 @@ ngx_http_iothub_twin_policy_parse_path(ngx_http_iothub_twin_policy_ctx_t *ctx,
             ngx_http_iothub_twin_policy_shown(shown, whole, whole_len);
             return ngx_http_iothub_twin_policy_fail(ctx, where,
                                        "\"%s\": an empty segment", shown);
-        }
-
-        if (seg > NGX_HTTP_IOTHUB_TWIN_POLICY_SEGMENT) {
-            ngx_http_iothub_twin_policy_shown(shown, whole, whole_len);
-            return ngx_http_iothub_twin_policy_fail(ctx, where,
-                                       "\"%s\": a segment longer than %d"
-                                       " bytes", shown,
-                                       NGX_HTTP_IOTHUB_TWIN_POLICY_SEGMENT);
         }
 
         /* what the hub never accepts in a key could never match */
@@ -1642,669 +1484,39 @@ ngx_http_iothub_twin_policy_parse_path(ngx_http_iothub_twin_policy_ctx_t *ctx,
             break;
         }
 
-        segs[k].data = p;
-        segs[k].len = (uint32_t) seg;
-        segs[k].any = (seg == 1 && p[0] == '*');
+        if (seg == 1 && p[0] == '*') {
+            segs[k].data = NULL;
+            segs[k].len = 0;
+            segs[k].any = 1;
+            pp->nsegs++;
+            continue;
+        }
+
+        /* a key: "\*" is the key "*", "\*\*" the key "**" */
+
+        if (ngx_http_iothub_twin_policy_unescape(ctx, where, data, &klen, p,
+                                                 seg, whole, whole_len, NULL)
+            != 0)
+        {
+            return -1;
+        }
+
+        if (klen > NGX_HTTP_IOTHUB_TWIN_POLICY_SEGMENT) {
+            ngx_http_iothub_twin_policy_shown(shown, whole, whole_len);
+            return ngx_http_iothub_twin_policy_fail(ctx, where,
+                                       "\"%s\": a segment longer than %d"
+                                       " bytes", shown,
+                                       NGX_HTTP_IOTHUB_TWIN_POLICY_SEGMENT);
+        }
+
+        segs[k].data = data;
+        segs[k].len = (uint32_t) klen;
+        segs[k].any = 0;
         pp->nsegs++;
+
+        data += klen;
     }
 
     return 0;
 }
 
-
-const ngx_http_iothub_twin_caller_t *
-ngx_http_iothub_twin_policy_caller(const ngx_http_iothub_twin_policy_t *policy,
-    const unsigned char *name, size_t len)
-{
-    size_t                                     i;
-    uint32_t                                   h;
-    const ngx_http_iothub_twin_caller_t       *c;
-    const ngx_http_iothub_twin_policy_slot_t  *slot;
-
-    if (policy == NULL || name == NULL || len == 0
-        || len > NGX_HTTP_IOTHUB_TWIN_POLICY_NAME_MAX)
-    {
-        return NULL;
-    }
-
-    h = ngx_http_iothub_twin_policy_hash(name, len);
-
-    for (i = h & policy->mask; /* void */ ; i = (i + 1) & policy->mask) {
-        slot = &policy->slots[i];
-
-        if (slot->index == 0) {
-            return NULL;
-        }
-
-        if (slot->hash == h) {
-            c = &policy->callers[slot->index - 1];
-
-            if (c->name_len == len && memcmp(c->name, name, len) == 0) {
-                return c;
-            }
-        }
-    }
-}
-
-
-const ngx_http_iothub_twin_caller_t *
-ngx_http_iothub_twin_policy_caller_at(
-    const ngx_http_iothub_twin_policy_t *policy, size_t i)
-{
-    if (policy == NULL || i >= policy->ncallers) {
-        return NULL;
-    }
-
-    return &policy->callers[i];
-}
-
-
-const char *
-ngx_http_iothub_twin_policy_caller_name(const ngx_http_iothub_twin_caller_t *c,
-    size_t *len)
-{
-    if (len != NULL) {
-        *len = c->name_len;
-    }
-
-    return c->name;
-}
-
-
-const unsigned char *
-ngx_http_iothub_twin_policy_caller_key(const ngx_http_iothub_twin_caller_t *c,
-    unsigned slot, size_t *len)
-{
-    if (slot > 1 || c->key[slot] == NULL) {
-        if (len != NULL) {
-            *len = 0;
-        }
-
-        return NULL;
-    }
-
-    if (len != NULL) {
-        *len = c->key_len[slot];
-    }
-
-    return c->key[slot];
-}
-
-
-int
-ngx_http_iothub_twin_policy_caller_report(
-    const ngx_http_iothub_twin_caller_t *c)
-{
-    return c->report;
-}
-
-
-size_t
-ngx_http_iothub_twin_policy_caller_max_body_size(
-    const ngx_http_iothub_twin_caller_t *c)
-{
-    return c->max_body_size;
-}
-
-
-int
-ngx_http_iothub_twin_policy_caller_require_if_match(
-    const ngx_http_iothub_twin_caller_t *c)
-{
-    return c->require_if_match;
-}
-
-
-size_t
-ngx_http_iothub_twin_policy_caller_index(
-    const ngx_http_iothub_twin_caller_t *c)
-{
-    return c->index;
-}
-
-
-size_t
-ngx_http_iothub_twin_policy_caller_nrules(
-    const ngx_http_iothub_twin_caller_t *c)
-{
-    return c->nrules;
-}
-
-
-const char *
-ngx_http_iothub_twin_policy_op_name(int op)
-{
-    if (op < NGX_HTTP_IOTHUB_TWIN_OP_READ
-        || op > NGX_HTTP_IOTHUB_TWIN_OP_REPLACE)
-    {
-        return "unknown";
-    }
-
-    return ngx_http_iothub_twin_policy_ops[op];
-}
-
-
-int
-ngx_http_iothub_twin_policy_target(ngx_http_iothub_twin_policy_decision_t *d,
-    const ngx_http_iothub_twin_caller_t *c, int op,
-    const unsigned char *device, size_t dlen, const unsigned char *module,
-    size_t mlen)
-{
-    size_t                                     i;
-    const ngx_http_iothub_twin_policy_rule_t  *r;
-
-    memset(&d->rules, 0, sizeof(ngx_http_iothub_twin_policy_rules_t));
-    d->caller = c;
-    d->op = op;
-    d->nrules = 0;
-    d->npaths = 0;
-    d->nrefused = 0;
-    d->allowed = 1;
-    d->target_ok = 0;
-    d->report = (c != NULL && c->report);
-    d->reason[0] = '\0';
-    d->path[0] = '\0';
-
-    if (c == NULL) {
-        return ngx_http_iothub_twin_policy_refuse(d, NULL, 0,
-                                       "the caller is not in the policy");
-    }
-
-    if (op < NGX_HTTP_IOTHUB_TWIN_OP_READ
-        || op > NGX_HTTP_IOTHUB_TWIN_OP_REPLACE)
-    {
-        return ngx_http_iothub_twin_policy_refuse(d, NULL, 0,
-                                       "operation %d is unknown", op);
-    }
-
-    if (device == NULL || dlen == 0) {
-        return ngx_http_iothub_twin_policy_refuse(d, NULL, 0,
-                                                  "no device ID");
-    }
-
-    if (module != NULL && mlen == 0) {
-        return ngx_http_iothub_twin_policy_refuse(d, NULL, 0,
-                                                  "an empty module ID");
-    }
-
-    for (i = 0; i < c->nrules; i++) {
-        r = &c->rules[i];
-
-        if ((r->ops & (1u << op))
-            && ngx_http_iothub_twin_policy_covers(r, device, dlen, module,
-                                                  mlen))
-        {
-            d->rules.w[i / 64] |= (uint64_t) 1 << (i % 64);
-            d->nrules++;
-        }
-    }
-
-    if (d->nrules == 0) {
-        return ngx_http_iothub_twin_policy_refuse_target(d, device, dlen,
-                                                         module, mlen);
-    }
-
-    if (op == NGX_HTTP_IOTHUB_TWIN_OP_REPLACE
-        && ngx_http_iothub_twin_policy_replace(d, device, dlen, module, mlen)
-           != 0)
-    {
-        return -1;
-    }
-
-    d->target_ok = 1;
-
-    return 0;
-}
-
-
-static int
-ngx_http_iothub_twin_policy_covers(const ngx_http_iothub_twin_policy_rule_t *r,
-    const unsigned char *device, size_t dlen, const unsigned char *module,
-    size_t mlen)
-{
-    size_t  i;
-
-    for (i = 0; i < r->ndevices; i++) {
-        if (ngx_http_iothub_twin_policy_id_match(&r->devices[i], device,
-                                                 dlen))
-        {
-            break;
-        }
-    }
-
-    if (i == r->ndevices) {
-        return 0;
-    }
-
-    if (module == NULL) {
-        return r->device_twin;
-    }
-
-    for (i = 0; i < r->nmodules; i++) {
-
-        /* a system module only for a pattern that names one */
-
-        if (module[0] == '$' && !r->modules[i].system) {
-            continue;
-        }
-
-        if (ngx_http_iothub_twin_policy_id_match(&r->modules[i], module,
-                                                 mlen))
-        {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
-static int
-ngx_http_iothub_twin_policy_id_match(
-    const ngx_http_iothub_twin_policy_id_t *id, const unsigned char *s,
-    size_t len)
-{
-    if (id->first != '\0' && id->first != s[0]) {
-        return 0;
-    }
-
-    switch (id->kind) {
-
-    case NGX_HTTP_IOTHUB_TWIN_POLICY_EXACT:
-        return len == id->len && memcmp(s, id->data, len) == 0;
-
-    case NGX_HTTP_IOTHUB_TWIN_POLICY_PREFIX:
-        return len >= id->len && memcmp(s, id->data, id->len) == 0;
-
-    default:
-        return ngx_http_iothub_twin_policy_glob(id->data, id->len, s, len);
-    }
-}
-
-
-/*
- * '*' any run, '?' one byte; on a mismatch only the last '*' is retried
- * one byte further, which is enough and keeps it O(plen * slen)
- */
-
-static int
-ngx_http_iothub_twin_policy_glob(const unsigned char *p, size_t plen,
-    const unsigned char *s, size_t slen)
-{
-    size_t  pi, si, star, mark;
-
-    pi = 0;
-    si = 0;
-    star = (size_t) -1;
-    mark = 0;
-
-    while (si < slen) {
-        if (pi < plen && p[pi] == '*') {
-            star = pi++;
-            mark = si;
-
-        } else if (pi < plen && (p[pi] == '?' || p[pi] == s[si])) {
-            pi++;
-            si++;
-
-        } else if (star != (size_t) -1) {
-            pi = star + 1;
-            si = ++mark;
-
-        } else {
-            return 0;
-        }
-    }
-
-    while (pi < plen && p[pi] == '*') {
-        pi++;
-    }
-
-    return pi == plen;
-}
-
-
-static int
-ngx_http_iothub_twin_policy_refuse_target(
-    ngx_http_iothub_twin_policy_decision_t *d, const unsigned char *device,
-    size_t dlen, const unsigned char *module, size_t mlen)
-{
-    char                                  what[NGX_HTTP_IOTHUB_TWIN_TSHOWN];
-    size_t                                i;
-    const ngx_http_iothub_twin_caller_t  *c;
-
-    c = d->caller;
-
-    ngx_http_iothub_twin_policy_target_name(what, sizeof(what), device, dlen,
-                                            module, mlen);
-
-    for (i = 0; i < c->nrules; i++) {
-        if (ngx_http_iothub_twin_policy_covers(&c->rules[i], device, dlen,
-                                               module, mlen))
-        {
-            return ngx_http_iothub_twin_policy_refuse(d, NULL, 0,
-                                       "operation %s is not allowed on %s",
-                                       ngx_http_iothub_twin_policy_ops[d->op],
-                                       what);
-        }
-    }
-
-    return ngx_http_iothub_twin_policy_refuse(d, NULL, 0,
-                                       "%s is not covered by any rule", what);
-}
-
-
-/* "device d" or "module m of device d" */
-
-static void
-ngx_http_iothub_twin_policy_target_name(char *dst, size_t size,
-    const unsigned char *device, size_t dlen, const unsigned char *module,
-    size_t mlen)
-{
-    char  dev[NGX_HTTP_IOTHUB_TWIN_SHOWN];
-    char  mod[NGX_HTTP_IOTHUB_TWIN_SHOWN];
-
-    (void) ngx_http_iothub_twin_policy_escape(dev, sizeof(dev), device, dlen,
-                                              1);
-
-    if (module == NULL) {
-        snprintf(dst, size, "device %s", dev);
-        return;
-    }
-
-    (void) ngx_http_iothub_twin_policy_escape(mod, sizeof(mod), module, mlen,
-                                              1);
-
-    snprintf(dst, size, "module %s of device %s", mod, dev);
-}
-
-
-/* the hub replaces tags and desired as a whole */
-
-static int
-ngx_http_iothub_twin_policy_replace(ngx_http_iothub_twin_policy_decision_t *d,
-    const unsigned char *device, size_t dlen, const unsigned char *module,
-    size_t mlen)
-{
-    int          rc;
-    char         what[NGX_HTTP_IOTHUB_TWIN_TSHOWN];
-    size_t       ri, di;
-    unsigned     s;
-    const char  *name;
-
-    static const char *const  sections[] = { "tags", "properties.desired" };
-
-    for (s = 0; s < 2; s++) {
-        rc = ngx_http_iothub_twin_policy_check(d, s, NULL, 0, &ri, &di);
-
-        if (rc == NGX_HTTP_IOTHUB_TWIN_POLICY_ALLOWED) {
-            continue;
-        }
-
-        ngx_http_iothub_twin_policy_target_name(what, sizeof(what), device,
-                                                dlen, module, mlen);
-
-        name = sections[s];
-
-        if (rc == NGX_HTTP_IOTHUB_TWIN_POLICY_DENIED) {
-            return ngx_http_iothub_twin_policy_refuse(d, NULL, 0,
-                                       "operation replace is not allowed on"
-                                       " %s: %s is partly denied by"
-                                       " rules[%zu].deny[%zu]", what, name,
-                                       ri, di);
-        }
-
-        return ngx_http_iothub_twin_policy_refuse(d, NULL, 0,
-                                       "operation replace is not allowed on"
-                                       " %s: %s is not writable as a whole",
-                                       what, name);
-    }
-
-    return 0;
-}
-
-
-int
-ngx_http_iothub_twin_policy_path(ngx_http_iothub_twin_policy_decision_t *d,
-    const unsigned char *path, size_t len, int is_delete)
-{
-    int                                rc;
-    char                               caller[NGX_HTTP_IOTHUB_TWIN_SHOWN];
-    char                               shown[NGX_HTTP_IOTHUB_TWIN_PSHOWN];
-    size_t                             n, skip, ri, di;
-    unsigned                           s;
-    const unsigned char               *p, *end, *dot;
-    ngx_http_iothub_twin_policy_key_t  keys[NGX_HTTP_IOTHUB_TWIN_DEPTH];
-
-    (void) is_delete;
-
-    d->npaths++;
-
-    if (!d->target_ok) {
-
-        /* the target's reason stands */
-        return ngx_http_iothub_twin_policy_refuse(d, path, len,
-                                                  "the target is refused");
-    }
-
-    if (d->op == NGX_HTTP_IOTHUB_TWIN_OP_READ) {
-        return ngx_http_iothub_twin_policy_refuse(d, path, len,
-                                       "operation read writes no paths");
-    }
-
-    if (len >= 4 && memcmp(path, "tags", 4) == 0
-        && (len == 4 || path[4] == '.'))
-    {
-        s = NGX_HTTP_IOTHUB_TWIN_POLICY_TAGS;
-        skip = 4;
-
-    } else if (len >= 18 && memcmp(path, "properties.desired", 18) == 0
-               && (len == 18 || path[18] == '.'))
-    {
-        s = NGX_HTTP_IOTHUB_TWIN_POLICY_DESIRED;
-        skip = 18;
-
-    } else {
-        s = 2;
-        skip = 0;
-    }
-
-    n = 0;
-    rc = -1;
-
-    if (s < 2) {
-        rc = 0;
-        end = path + len;
-
-        for (p = path + skip; p < end; p = dot) {
-
-            /* p is at the '.' before the next key */
-
-            p++;
-
-            dot = memchr(p, '.', end - p);
-            if (dot == NULL) {
-                dot = end;
-            }
-
-            if (dot == p || n == NGX_HTTP_IOTHUB_TWIN_DEPTH) {
-                rc = -1;
-                break;
-            }
-
-            keys[n].data = p;
-            keys[n].len = dot - p;
-            n++;
-        }
-    }
-
-    if (rc != 0) {
-        (void) ngx_http_iothub_twin_policy_escape(shown, sizeof(shown), path,
-                                                  len, 1);
-        return ngx_http_iothub_twin_policy_refuse(d, path, len,
-                                       "%s: not a writable path", shown);
-    }
-
-    rc = ngx_http_iothub_twin_policy_check(d, s, keys, n, &ri, &di);
-
-    if (rc == NGX_HTTP_IOTHUB_TWIN_POLICY_ALLOWED) {
-        return 0;
-    }
-
-    if (d->nrefused > 0) {
-        d->nrefused++;
-        return -1;
-    }
-
-    (void) ngx_http_iothub_twin_policy_escape(shown, sizeof(shown), path, len,
-                                              1);
-    (void) ngx_http_iothub_twin_policy_escape(caller, sizeof(caller),
-                                   (const unsigned char *) d->caller->name,
-                                   d->caller->name_len, 1);
-
-    if (rc == NGX_HTTP_IOTHUB_TWIN_POLICY_DENIED) {
-        return ngx_http_iothub_twin_policy_refuse(d, path, len,
-                                       "%s: denied to caller %s by"
-                                       " rules[%zu].deny[%zu]", shown,
-                                       caller, ri, di);
-    }
-
-    return ngx_http_iothub_twin_policy_refuse(d, path, len,
-                                   "%s: not writable by caller %s", shown,
-                                   caller);
-}
-
-
-/*
- * keys[0 .. n - 1] below section s: denied if a deny pattern of a matched
- * rule overlaps it, allowed if an allow pattern of one matches it
- */
-
-static int
-ngx_http_iothub_twin_policy_check(
-    const ngx_http_iothub_twin_policy_decision_t *d, unsigned section,
-    const ngx_http_iothub_twin_policy_key_t *keys, size_t n, size_t *ri,
-    size_t *di)
-{
-    int                                        allowed;
-    size_t                                     w, i, k, words;
-    uint64_t                                   bits;
-    const ngx_http_iothub_twin_policy_rule_t  *r;
-
-    allowed = 0;
-    words = (d->caller->nrules + 63) / 64;
-
-    for (w = 0; w < words; w++) {
-
-        for (bits = d->rules.w[w]; bits; bits &= bits - 1) {
-            i = w * 64 + __builtin_ctzll(bits);
-            r = &d->caller->rules[i];
-
-            for (k = 0; k < r->ndeny[section]; k++) {
-                if (ngx_http_iothub_twin_policy_overlaps(&r->deny[section][k],
-                                                         keys, n))
-                {
-                    *ri = i;
-                    *di = r->deny[section][k].index;
-                    return NGX_HTTP_IOTHUB_TWIN_POLICY_DENIED;
-                }
-            }
-
-            if (allowed) {
-                continue;
-            }
-
-            for (k = 0; k < r->nallow[section]; k++) {
-                if (ngx_http_iothub_twin_policy_allows(&r->allow[section][k],
-                                                       keys, n))
-                {
-                    allowed = 1;
-                    break;
-                }
-            }
-        }
-    }
-
-    return allowed ? NGX_HTTP_IOTHUB_TWIN_POLICY_ALLOWED
-                   : NGX_HTTP_IOTHUB_TWIN_POLICY_UNCOVERED;
-}
-
-
-/* the pattern matches the path itself */
-
-static int
-ngx_http_iothub_twin_policy_allows(
-    const ngx_http_iothub_twin_policy_path_t *pp,
-    const ngx_http_iothub_twin_policy_key_t *keys, size_t n)
-{
-    if (pp->rest ? n < pp->nsegs : n != pp->nsegs) {
-        return 0;
-    }
-
-    return ngx_http_iothub_twin_policy_agree(pp, keys, pp->nsegs);
-}
-
-
-/*
- * The pattern matches the path, an ancestor or a descendant of it: the
- * keys both have agree as far as the shorter goes (a pattern can always
- * be continued, its segments being "*", "**" or keys).
- */
-
-static int
-ngx_http_iothub_twin_policy_overlaps(
-    const ngx_http_iothub_twin_policy_path_t *pp,
-    const ngx_http_iothub_twin_policy_key_t *keys, size_t n)
-{
-    return ngx_http_iothub_twin_policy_agree(pp, keys,
-                                             (n < pp->nsegs) ? n : pp->nsegs);
-}
-
-
-/* the first m segments of the pattern match the first m keys */
-
-static int
-ngx_http_iothub_twin_policy_agree(const ngx_http_iothub_twin_policy_path_t *pp,
-    const ngx_http_iothub_twin_policy_key_t *keys, size_t m)
-{
-    size_t                                    i;
-    const ngx_http_iothub_twin_policy_seg_t  *seg;
-
-    for (i = 0; i < m; i++) {
-        seg = &pp->segs[i];
-
-        if (!seg->any
-            && (seg->len != keys[i].len
-                || memcmp(seg->data, keys[i].data, seg->len) != 0))
-        {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
-static int
-ngx_http_iothub_twin_policy_refuse(ngx_http_iothub_twin_policy_decision_t *d,
-    const unsigned char *path, size_t len, const char *fmt, ...)
-{
-    va_list  args;
-
-    d->allowed = 0;
-
-    if (d->nrefused++ > 0) {
-        return -1;
-    }
-
-    va_start(args, fmt);
-    (void) vsnprintf(d->reason, sizeof(d->reason), fmt, args);
-    va_end(args);
-
-    if (path != NULL) {
-        (void) ngx_http_iothub_twin_policy_escape(d->path, sizeof(d->path),
-                                                  path, len, 1);
-    }
-
-    return -1;
-}
