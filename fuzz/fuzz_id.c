@@ -11,6 +11,9 @@
  * a buffer of exactly the input's size, so ASan sees any read past it.
  * The run aborts when:
  *
+ *   - a target with a raw '#' is not FRAGMENT; one not of the shape
+ *     /twins/{segment}[/modules/{segment}] is not NOT_TWIN, or one of that
+ *     shape is;
  *   - a decoded ID is not what one plain percent-decoding of its segment
  *     gives, is empty or longer than 128 bytes, holds a byte outside the
  *     hub's alphabet, holds '/', or is "." or "..";
@@ -93,6 +96,18 @@ fuzz_id_target(const unsigned char *path, size_t len)
 
     rc = ngx_http_iothub_twin_target_parse(path, len, &t);
 
+    /* a raw '#' anywhere starts a fragment */
+
+    if (memchr(path, '#', len) != NULL) {
+        if (rc != NGX_HTTP_IOTHUB_TWIN_TARGET_FRAGMENT) {
+            fuzz_id_fail("a '#', yet not FRAGMENT", path, len);
+        }
+
+        return;
+    }
+
+    /* the shape: /twins/{segment} or /twins/{segment}/modules/{segment} */
+
     if (len < 7 || memcmp(path, "/twins/", 7) != 0) {
         if (rc != NGX_HTTP_IOTHUB_TWIN_TARGET_NOT_TWIN) {
             fuzz_id_fail("not under /twins/, yet not NOT_TWIN", path, len);
@@ -101,8 +116,22 @@ fuzz_id_target(const unsigned char *path, size_t len)
         return;
     }
 
+    end = path + len;
+    slash = memchr(path + 7, '/', len - 7);
+
+    if (slash != NULL
+        && (end - (slash + 1) < 8 || memcmp(slash + 1, "modules/", 8) != 0
+            || memchr(slash + 9, '/', end - (slash + 9)) != NULL))
+    {
+        if (rc != NGX_HTTP_IOTHUB_TWIN_TARGET_NOT_TWIN) {
+            fuzz_id_fail("not a twin path, yet not NOT_TWIN", path, len);
+        }
+
+        return;
+    }
+
     if (rc == NGX_HTTP_IOTHUB_TWIN_TARGET_NOT_TWIN) {
-        fuzz_id_fail("under /twins/, yet NOT_TWIN", path, len);
+        fuzz_id_fail("a twin path, yet NOT_TWIN", path, len);
     }
 
     if (rc == NGX_HTTP_IOTHUB_TWIN_TARGET_BAD_ID) {
