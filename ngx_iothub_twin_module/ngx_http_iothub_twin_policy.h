@@ -224,4 +224,20 @@ int ngx_http_iothub_twin_policy_path(
     size_t len, int is_delete);
 
 
+/*
+ * The read scope (to be implemented), after ngx_http_iothub_twin_policy_target()
+ * allowed the target: what the caller may read of one node of the twin
+ * (paths named as in ngx_http_iothub_twin_filter.h), as a
+ * NGX_HTTP_IOTHUB_TWIN_READ_* verdict, from the rules that allowed the
+ * operation.  It has the shape of ngx_http_iothub_twin_read_pt, with the
+ * decision as data.
+ */
+int ngx_http_iothub_twin_policy_read(void *d, const unsigned char *path,
+    size_t len);
+
+/* non-zero if those rules let the caller read the whole twin */
+int ngx_http_iothub_twin_policy_read_all(
+    const ngx_http_iothub_twin_policy_decision_t *d);
+
+
 #endif /* _NGX_HTTP_IOTHUB_TWIN_POLICY_H_INCLUDED_ */
