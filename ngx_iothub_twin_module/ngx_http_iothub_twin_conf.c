@@ -101,6 +101,7 @@ ngx_http_iothub_twin_create_loc_conf(ngx_conf_t *cf)
     conf->key_slot = NGX_CONF_UNSET_UINT;
     conf->token_lifetime = NGX_CONF_UNSET;
     conf->read = NGX_CONF_UNSET;
+    conf->replace = NGX_CONF_UNSET;
     conf->require_if_match = NGX_CONF_UNSET;
     conf->max_body_size = NGX_CONF_UNSET_SIZE;
     conf->audit_paths = NGX_CONF_UNSET_SIZE;
@@ -136,6 +137,7 @@ ngx_http_iothub_twin_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->api_version, prev->api_version,
                              NGX_HTTP_IOTHUB_TWIN_API_VERSION);
     ngx_conf_merge_value(conf->read, prev->read, 0);
+    ngx_conf_merge_value(conf->replace, prev->replace, 0);
     ngx_conf_merge_value(conf->require_if_match, prev->require_if_match, 0);
     ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
                               NGX_HTTP_IOTHUB_TWIN_MAX_BODY);

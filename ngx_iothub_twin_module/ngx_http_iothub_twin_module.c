@@ -227,6 +227,13 @@ static ngx_command_t  ngx_http_iothub_twin_commands[] = {
       offsetof(ngx_http_iothub_twin_loc_conf_t, read),
       NULL },
 
+    { ngx_string("iothub_twin_replace"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_iothub_twin_loc_conf_t, replace),
+      NULL },
+
     { ngx_string("iothub_twin_require_if_match"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -592,6 +599,10 @@ ngx_http_iothub_twin_operation(ngx_http_request_t *r,
     } else if (r->method == NGX_HTTP_GET && itlcf->read) {
         ctx->operation = NGX_HTTP_IOTHUB_TWIN_OP_READ;
         ngx_str_set(&ctx->operation_name, "read");
+
+    } else if (r->method == NGX_HTTP_PUT && itlcf->replace) {
+        ctx->operation = NGX_HTTP_IOTHUB_TWIN_OP_REPLACE;
+        ngx_str_set(&ctx->operation_name, "replace");
     }
 }
 
@@ -614,8 +625,14 @@ ngx_http_iothub_twin_method(ngx_http_request_t *r,
     h->hash = 1;
     ngx_str_set(&h->key, "Allow");
 
-    if (itlcf->read) {
+    if (itlcf->read && itlcf->replace) {
+        ngx_str_set(&h->value, "GET, PATCH, PUT");
+
+    } else if (itlcf->read) {
         ngx_str_set(&h->value, "GET, PATCH");
+
+    } else if (itlcf->replace) {
+        ngx_str_set(&h->value, "PATCH, PUT");
 
     } else {
         ngx_str_set(&h->value, "PATCH");
@@ -806,7 +823,7 @@ ngx_http_iothub_twin_precondition(ngx_http_request_t *r,
 
     static ngx_str_t                  name = ngx_string("If-Match");
 
-    if (ctx->operation != NGX_HTTP_IOTHUB_TWIN_OP_UPDATE) {
+    if (ctx->operation == NGX_HTTP_IOTHUB_TWIN_OP_READ) {
         return NGX_OK;
     }
 
@@ -831,7 +848,8 @@ ngx_http_iothub_twin_precondition(ngx_http_request_t *r,
         {
             return ngx_http_iothub_twin_refuse(r, 428, "PreconditionRequired",
                                                "this gateway requires "
-                                               "If-Match on twin updates");
+                                               "If-Match on twin updates "
+                                               "and replaces");
         }
 
         return NGX_OK;
@@ -1070,6 +1088,7 @@ ngx_http_iothub_twin_body(ngx_http_request_t *r,
     u_char                            *body;
     size_t                             len, max;
     ngx_http_iothub_twin_patch_t      *p;
+    ngx_http_iothub_twin_patch_rc_e    rc;
     ngx_http_iothub_twin_paths_t       paths;
     ngx_http_iothub_twin_main_conf_t  *imcf;
 
@@ -1115,14 +1134,25 @@ ngx_http_iothub_twin_body(ngx_http_request_t *r,
     p->device_id = (const char *) ctx->target->device;
     p->module_id = ctx->target->has_module
                    ? (const char *) ctx->target->module : NULL;
-    p->path_handler = (paths.used || ctx->policy)
+    p->path_handler = (paths.used || ctx->policy
+                       || ctx->operation == NGX_HTTP_IOTHUB_TWIN_OP_REPLACE)
                       ? ngx_http_iothub_twin_path : NULL;
     p->path_data = &paths;
 
     /* a caller cannot aim colliding keys at a seed it does not know */
     p->hash_seed = (unsigned) ngx_random();
 
-    switch (ngx_http_iothub_twin_patch_validate(p, body, len)) {
+    rc = ngx_http_iothub_twin_patch_validate(p, body, len);
+
+    if (rc != NGX_HTTP_IOTHUB_TWIN_PATCH_OK && ctx->replace_null) {
+        return ngx_http_iothub_twin_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                           "ArgumentInvalid",
+                                           "a replace writes whole sections: "
+                                           "null (a delete) has no place in "
+                                           "it");
+    }
+
+    switch (rc) {
 
     case NGX_HTTP_IOTHUB_TWIN_PATCH_OK:
         break;
@@ -1252,6 +1282,15 @@ ngx_http_iothub_twin_path(void *data, const unsigned char *path, size_t len,
     int is_delete)
 {
     ngx_http_iothub_twin_paths_t *paths = data;
+
+    /* a replace deletes what it does not mention; null is not needed */
+
+    if (is_delete
+        && paths->ctx->operation == NGX_HTTP_IOTHUB_TWIN_OP_REPLACE)
+    {
+        paths->ctx->replace_null = 1;
+        return -1;
+    }
 
     if (paths->ctx->policy
         && ngx_http_iothub_twin_policy_path(paths->ctx->policy, path, len,

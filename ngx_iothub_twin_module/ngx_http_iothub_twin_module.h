@@ -118,6 +118,7 @@ typedef struct {
     time_t                           token_lifetime;
     ngx_str_t                        api_version;
     ngx_flag_t                       read;
+    ngx_flag_t                       replace;
     ngx_flag_t                       require_if_match;
     size_t                           max_body_size;
 
@@ -183,6 +184,7 @@ typedef struct {
     ngx_uint_t                       rule;
 
     unsigned                         identified:1;
+    unsigned                         replace_null:1;
     unsigned                         refused_path:1;
     unsigned                         reported:1;
     unsigned                         forwarded:1;
