@@ -202,6 +202,9 @@ ngx_http_iothub_twin_ctx_t *ngx_http_iothub_twin_get_ctx(
     ngx_http_request_t *r);
 
 
+/* ngx_http_iothub_twin_response.c */
+void ngx_http_iothub_twin_response_init(void);
+
 /* ngx_http_iothub_twin_conf.c */
 char *ngx_http_iothub_twin_pass(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

@@ -1,0 +1,395 @@
+
+/*
+ * Copyright (C) ngx_iothub_twin developers
+ *
+ * The answer: a hub's 200 is held until it is complete and checked, so
+ * that the caller gets its ETag, and nothing the hub sent that is not a
+ * twin; what cannot be given becomes a hub-shaped 502.
+ */
+
+
+#include "ngx_http_iothub_twin_module.h"
+
+
+#define NGX_HTTP_IOTHUB_TWIN_RESPONSE_MAX  (1024 * 1024)
+
+
+static ngx_int_t ngx_http_iothub_twin_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_iothub_twin_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static ngx_int_t ngx_http_iothub_twin_hold(ngx_http_request_t *r,
+    ngx_http_iothub_twin_ctx_t *ctx, ngx_buf_t *b);
+static ngx_int_t ngx_http_iothub_twin_release(ngx_http_request_t *r,
+    ngx_http_iothub_twin_ctx_t *ctx, ngx_chain_t *rest);
+static ngx_int_t ngx_http_iothub_twin_twin_etag(ngx_http_request_t *r,
+    ngx_http_iothub_twin_ctx_t *ctx);
+static ngx_int_t ngx_http_iothub_twin_bad_answer(ngx_http_request_t *r,
+    ngx_http_iothub_twin_ctx_t *ctx, const char *why);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+
+void
+ngx_http_iothub_twin_response_init(void)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_iothub_twin_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_iothub_twin_body_filter;
+}
+
+
+/*
+ * A successful answer from the hub is held until it is complete, so that
+ * its etag and version are known: the caller gets ETag even when the hub
+ * sends none, and both are there for the log.
+ */
+
+static ngx_int_t
+ngx_http_iothub_twin_header_filter(ngx_http_request_t *r)
+{
+    ngx_http_iothub_twin_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_iothub_twin_module);
+
+    if (ctx == NULL || !ctx->forwarded || r != r->main || r->internal
+        || r->headers_out.status != NGX_HTTP_OK || r->header_only)
+    {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx->buffering = 1;
+    r->filter_need_in_memory = 1;
+
+    /* answered from the body filter, where the body can be dropped */
+
+    if (r->headers_out.content_length_n > NGX_HTTP_IOTHUB_TWIN_RESPONSE_MAX) {
+        ctx->oversize = 1;
+        return NGX_OK;
+    }
+
+    if (r->headers_out.content_length_n > 0) {
+        ctx->resp_cap = (size_t) r->headers_out.content_length_n;
+        ctx->resp = ngx_pnalloc(r->pool, ctx->resp_cap);
+        if (ctx->resp == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_iothub_twin_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_int_t                    rc;
+    ngx_uint_t                   last, flush;
+    ngx_chain_t                 *cl;
+    ngx_http_iothub_twin_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_iothub_twin_module);
+
+    if (ctx == NULL || !(ctx->buffering || ctx->replaced)) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    if (ctx->replaced) {
+
+        /* the gateway answered instead: the hub's body goes nowhere */
+
+        for (cl = in; cl; cl = cl->next) {
+            cl->buf->pos = cl->buf->last;
+            cl->buf->file_pos = cl->buf->file_last;
+        }
+
+        return ngx_http_next_body_filter(r, NULL);
+    }
+
+    if (ctx->oversize) {
+        return ngx_http_iothub_twin_bad_answer(r, ctx, "is larger than "
+                                               "a twin can be");
+    }
+
+    last = 0;
+    flush = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+        rc = ngx_http_iothub_twin_hold(r, ctx, cl->buf);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_iothub_twin_bad_answer(r, ctx, "is larger than "
+                                                   "a twin can be");
+        }
+
+        if (cl->buf->last_buf) {
+            last = 1;
+        }
+
+        if (cl->buf->flush) {
+            flush = 1;
+        }
+    }
+
+    if (!last) {
+
+        /*
+         * The upstream module flushes without a last buffer when the hub
+         * failed after its headers (a timeout, a connection closed in the
+         * body): nothing has reached the caller yet, so the caller gets an
+         * error in the hub's shape, not a cut 200.
+         */
+
+        if (flush && r->upstream && r->upstream->peer.connection == NULL) {
+            return ngx_http_iothub_twin_bad_answer(r, ctx, "was cut short");
+        }
+
+        return NGX_OK;
+    }
+
+    rc = ngx_http_iothub_twin_twin_etag(r, ctx);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_iothub_twin_bad_answer(r, ctx, "is not a twin");
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_iothub_twin_release(r, ctx, NULL);
+}
+
+
+static ngx_int_t
+ngx_http_iothub_twin_hold(ngx_http_request_t *r,
+    ngx_http_iothub_twin_ctx_t *ctx, ngx_buf_t *b)
+{
+    u_char  *p;
+    size_t   size, cap;
+
+    if (!ngx_buf_in_memory(b)) {
+        return ngx_buf_size(b) ? NGX_DECLINED : NGX_OK;
+    }
+
+    size = b->last - b->pos;
+
+    if (size == 0) {
+        return NGX_OK;
+    }
+
+    if (size > NGX_HTTP_IOTHUB_TWIN_RESPONSE_MAX - ctx->resp_len) {
+        return NGX_DECLINED;
+    }
+
+    if (ctx->resp_len + size > ctx->resp_cap) {
+
+        /* the hub gave no length, or a wrong one: grow, bounded */
+
+        cap = ngx_max(2 * ctx->resp_cap, ctx->resp_len + size);
+        cap = ngx_max(cap, 4096);
+        cap = ngx_min(cap, NGX_HTTP_IOTHUB_TWIN_RESPONSE_MAX);
+
+        p = ngx_pnalloc(r->pool, cap);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ctx->resp_len) {
+            ngx_memcpy(p, ctx->resp, ctx->resp_len);
+        }
+
+        if (ctx->resp) {
+            ngx_pfree(r->pool, ctx->resp);
+        }
+
+        ctx->resp = p;
+        ctx->resp_cap = cap;
+    }
+
+    ngx_memcpy(ctx->resp + ctx->resp_len, b->pos, size);
+    ctx->resp_len += size;
+
+    b->pos = b->last;
+
+    if (b->in_file) {
+        b->file_pos = b->file_last;
+    }
+
+    return NGX_OK;
+}
+
+
+/* sends the headers, what was held, and the rest of the chain */
+
+static ngx_int_t
+ngx_http_iothub_twin_release(ngx_http_request_t *r,
+    ngx_http_iothub_twin_ctx_t *ctx, ngx_chain_t *rest)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    ctx->buffering = 0;
+
+    rc = ngx_http_next_header_filter(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = ctx->resp;
+    b->last = ctx->resp + ctx->resp_len;
+    b->memory = (ctx->resp_len > 0);
+    b->last_buf = (rest == NULL);
+    b->last_in_chain = (rest == NULL);
+
+    if (ctx->resp_len == 0 && rest != NULL) {
+        return ngx_http_next_body_filter(r, rest);
+    }
+
+    out.buf = b;
+    out.next = rest;
+
+    return ngx_http_next_body_filter(r, &out);
+}
+
+
+static ngx_int_t
+ngx_http_iothub_twin_twin_etag(ngx_http_request_t *r,
+    ngx_http_iothub_twin_ctx_t *ctx)
+{
+    u_char                            *p;
+    ngx_table_elt_t                   *h;
+    ngx_http_iothub_twin_twin_info_t   info;
+
+    if (ctx->resp_len == 0
+        || ngx_http_iothub_twin_twin_info(ctx->resp, ctx->resp_len, &info)
+           != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (info.has_version) {
+        p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->version.data = p;
+        ctx->version.len = ngx_sprintf(p, "%L", (int64_t) info.version) - p;
+    }
+
+    /* only an etag the hub could have made becomes a header */
+
+    if (info.etag_invalid) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "iothub_twin: the hub's twin holds an etag that is not "
+                      "a valid etag; no ETag is sent");
+    }
+
+    if (info.etag == NULL) {
+        return NGX_OK;
+    }
+
+    ctx->etag.data = (u_char *) info.etag;
+    ctx->etag.len = info.etag_len;
+
+    if (r->headers_out.etag) {
+        return NGX_OK;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_pnalloc(r->pool, info.etag_len + 2);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    p[0] = '"';
+    ngx_memcpy(p + 1, info.etag, info.etag_len);
+    p[info.etag_len + 1] = '"';
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "ETag");
+    h->value.data = p;
+    h->value.len = info.etag_len + 2;
+
+    r->headers_out.etag = h;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The hub said 200 but its answer cannot be given to the caller: cut
+ * short, not a twin, or too large.  Nothing has been sent yet, so the
+ * caller gets a hub-shaped 502 that says the write may have been applied.
+ */
+
+static ngx_int_t
+ngx_http_iothub_twin_bad_answer(ngx_http_request_t *r,
+    ngx_http_iothub_twin_ctx_t *ctx, const char *why)
+{
+    ngx_buf_t    *b;
+    ngx_str_t     code, text;
+    ngx_chain_t   out;
+
+    static u_char  applied[] = "the hub's answer %s; the update may have "
+                               "been applied: read the twin before you "
+                               "retry";
+    static u_char  read[] = "the hub's answer %s";
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "iothub_twin: the hub's 200 answer %s; the caller gets 502",
+                  why);
+
+    ctx->buffering = 0;
+    ctx->replaced = 1;
+    ngx_str_set(&code, "BadGateway");
+    ctx->error = code;
+
+    text.data = ngx_pnalloc(r->pool, sizeof(applied) + 64);
+    if (text.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    text.len = ngx_sprintf(text.data,
+                           ctx->operation == NGX_HTTP_IOTHUB_TWIN_OP_READ
+                           ? (char *) read : (char *) applied, why)
+               - text.data;
+
+    r->keepalive = 0;
+
+    ngx_http_clean_header(r);
+
+    b = ngx_http_iothub_twin_error_body(r, NGX_HTTP_BAD_GATEWAY, &code,
+                                        &text);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_next_header_filter(r) == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_next_body_filter(r, &out);
+}
