@@ -238,6 +238,11 @@ ngx_http_iothub_twin_refused_body(ngx_http_request_t *r, ngx_uint_t status)
     }
 
     if (r->request_body == NULL && !r->discard_body) {
+
+        /* no "100 Continue" for a body that is refused anyway */
+
+        r->expect_tested = 1;
+
         if (ngx_http_discard_request_body(r) != NGX_OK) {
             r->keepalive = 0;
         }

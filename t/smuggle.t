@@ -147,6 +147,17 @@ for my $name (sort keys %before) {
             . chunk($hidden) . "0\r\n\r\n");
 }
 
+# a refusal to a caller waiting for "100 Continue": no invitation to send
+# a body that is refused anyway, one answer
+$t->hub_reset;
+my $r = $t->raw(head('PATCH /twins/dev2 HTTP/1.1', Authorization => $auth,
+                     @json, 'Expect' => '100-continue',
+                     'Content-Length' => length $hidden), timeout => 2);
+unlike($r->{raw}, qr/100 Continue/, '403 with Expect: no 100 Continue');
+is(join(',', $r->{raw} =~ m{HTTP/1\.1 (\d{3}) }g), '403',
+   '403 with Expect: one answer');
+is(scalar @{$t->hub_requests}, 0, '403 with Expect: nothing forwarded');
+
 # a body that is not JSON: read whole, refused by the validator
 refused('400 validation', 400,
         head('PATCH /twins/dev1 HTTP/1.1', Authorization => $auth, @json,
