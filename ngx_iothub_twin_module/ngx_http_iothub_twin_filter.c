@@ -88,17 +88,18 @@ typedef struct {
 
 
 typedef struct {
-    ngx_http_iothub_twin_filter_t        *f;
-    unsigned char                        *out;
-    size_t                                out_len;
-    unsigned                              report;
-    unsigned                              open_kind;
-    size_t                                first_len;
-    unsigned                              first_full;
-    size_t                                path_len;    /* of the member */
-    unsigned                              path_over;
-    ngx_http_iothub_twin_filter_frame_t   stack[NGX_HTTP_IOTHUB_TWIN_FILTER_DEPTH];
-    unsigned char                         path[NGX_HTTP_IOTHUB_TWIN_FILTER_PATH];
+    ngx_http_iothub_twin_filter_t  *f;
+    unsigned char                  *out;
+    size_t                          out_len;
+    unsigned                        report;
+    unsigned                        open_kind;
+    size_t                          first_len;
+    unsigned                        first_full;
+    size_t                          path_len;    /* of the member */
+
+    ngx_http_iothub_twin_filter_frame_t
+                        stack[NGX_HTTP_IOTHUB_TWIN_FILTER_DEPTH];
+    unsigned char       path[NGX_HTTP_IOTHUB_TWIN_FILTER_PATH];
 } ngx_http_iothub_twin_filter_ctx_t;
 
 

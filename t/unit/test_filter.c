@@ -25,7 +25,8 @@
  * twins.
  *
  * gcc -O2 -g -Wall -Wextra -Werror -Ingx_iothub_twin_module \
- *     t/unit/test_filter.c ngx_iothub_twin_module/ngx_http_iothub_twin_filter.c \
+ *     t/unit/test_filter.c \
+ *     ngx_iothub_twin_module/ngx_http_iothub_twin_filter.c \
  *     -ljansson -o build/unit/test_filter && build/unit/test_filter
  */
 
