@@ -40,7 +40,8 @@ PURE_SRCS   := $(MODDIR)/ngx_http_iothub_twin_id.c \
                $(MODDIR)/ngx_http_iothub_twin_patch.c \
                $(MODDIR)/ngx_http_iothub_twin_policy_load.c \
                $(MODDIR)/ngx_http_iothub_twin_policy_compile.c \
-               $(MODDIR)/ngx_http_iothub_twin_policy_match.c
+               $(MODDIR)/ngx_http_iothub_twin_policy_match.c \
+               $(MODDIR)/ngx_http_iothub_twin_filter.c
 MOD_SRCS    := $(wildcard $(MODDIR)/*.c) $(wildcard $(MODDIR)/*.h) config
 
 UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))
