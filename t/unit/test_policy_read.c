@@ -997,6 +997,25 @@ test_errors(void)
         is_error(json, want);
     }
 
+    {
+        char       err[512];
+        policy_t  *p;
+
+        p = ngx_http_iothub_twin_policy_load("t/data/policy/bad-read.json",
+                                             err, sizeof(err));
+
+        tap_ok(p == NULL, "%s", "bad-read.json is refused");
+        tap_is_str(err, strlen(err),
+                   "t/data/policy/bad-read.json: caller \"reader\":"
+                   " rules[1].read[2]: \"connectionState.since\": only tags"
+                   " and properties are read below the top level; name the"
+                   " member as a whole",
+                   "bad-read.json: the file, caller, rule, field and"
+                   " pattern named");
+
+        ngx_http_iothub_twin_policy_free(p);
+    }
+
     is_error(ONE_RULE("{\"operations\":[\"read\"],\"devices\":[\"d\"],"
                       "\"read\":\"status\"}"),
              "t.json: caller \"a\": rules[0].read: must be an array of 0 to"
