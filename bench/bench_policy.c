@@ -11,6 +11,12 @@
  *   leaves    a patch of 20 and one of 2,000 leaves under "config.**"
  *             (lists of 100 patterns), reported in document order as the
  *             validator does
+ *   reads     the read verdict of every node of a twin of about 64 KB
+ *             (1,964 nodes: tags, desired and reported properties, the
+ *             top-level members), asked in document order, for a caller
+ *             whose rule has the 1 read pattern it needs and one whose
+ *             rule has 100 (the needed one in the second half), and 1 and
+ *             20 denies; both get the same verdicts
  *
  * All policies are built as JSON in memory and loaded with
  * ngx_http_iothub_twin_policy_parse().  Each measurement repeats the
@@ -36,7 +42,8 @@
 #define BENCH_POLICY_ROUNDS    5
 #define BENCH_POLICY_RULES     100
 #define BENCH_POLICY_PATTERNS  100
-#define BENCH_POLICY_CASES     6
+#define BENCH_POLICY_CASES     8
+#define BENCH_POLICY_NODES     2048
 
 
 typedef struct {
@@ -47,6 +54,7 @@ typedef struct {
     const char                            *module;
     char                                 **paths;
     size_t                                 npaths;
+    int                                    read;
     double                                 best;
 } bench_policy_case_t;
 
@@ -60,7 +68,11 @@ static void bench_policy_list(bench_buf_t *b, const char *name,
 static ngx_http_iothub_twin_policy_t *bench_policy_load(const char *json,
     size_t len, double *t);
 static char **bench_policy_leaves(size_t n);
+static char *bench_policy_read_json(size_t *len);
+static char **bench_policy_nodes(size_t *n);
 static int bench_policy_decide(const bench_policy_case_t *bc);
+static void bench_policy_same_reads(const bench_policy_case_t *a,
+    const bench_policy_case_t *b);
 static double bench_policy_measure(const bench_policy_case_t *bc);
 
 
@@ -81,11 +93,11 @@ int
 main(void)
 {
     int                             round;
-    char                           *json, **leaves[2];
-    size_t                          i, len[3];
-    double                          t[3], ns;
+    char                           *json, **leaves[2], **nodes;
+    size_t                          i, len[4], nnodes;
+    double                          t[4], ns;
     bench_policy_case_t             cases[BENCH_POLICY_CASES], *bc;
-    ngx_http_iothub_twin_policy_t  *policy[3];
+    ngx_http_iothub_twin_policy_t  *policy[4];
 
     static const size_t             sizes[2] = { 10, 10000 };
 
@@ -99,8 +111,13 @@ main(void)
     policy[2] = bench_policy_load(json, len[2], &t[2]);
     free(json);
 
+    json = bench_policy_read_json(&len[3]);
+    policy[3] = bench_policy_load(json, len[3], &t[3]);
+    free(json);
+
     leaves[0] = bench_policy_leaves(20);
     leaves[1] = bench_policy_leaves(2000);
+    nodes = bench_policy_nodes(&nnodes);
 
     memset(cases, 0, sizeof(cases));
 
@@ -131,6 +148,16 @@ main(void)
         bc->module = NULL;
         bc->paths = leaves[i];
         bc->npaths = i ? 2000 : 20;
+
+        bc = &cases[6 + i];
+        bc->title = i ? "100 read pats" : "  1 read pat ";
+        bc->policy = policy[3];
+        bc->caller = i ? "r100" : "r1";
+        bc->device = "fleet-42";
+        bc->module = NULL;
+        bc->paths = nodes;
+        bc->npaths = nnodes;
+        bc->read = 1;
     }
 
     for (i = 0; i < BENCH_POLICY_CASES; i++) {
@@ -140,6 +167,8 @@ main(void)
             return 1;
         }
     }
+
+    bench_policy_same_reads(&cases[6], &cases[7]);
 
     /* side by side, so that all see the same machine */
 
@@ -162,19 +191,27 @@ main(void)
 
     for (i = 0; i < BENCH_POLICY_CASES; i += 2) {
         printf("policy %-13s vs %-13s: %8.1f vs %8.1f ns/decision,"
-               " %6.1f vs %6.1f ns/path; ratio %.2f per decision,"
-               " %.2f per path\n",
+               " %6.1f vs %6.1f ns/%s; ratio %.2f per decision,"
+               " %.2f per %s\n",
                cases[i].title, cases[i + 1].title, cases[i].best,
                cases[i + 1].best, cases[i].best / cases[i].npaths,
                cases[i + 1].best / cases[i + 1].npaths,
+               cases[i].read ? "node" : "path",
                cases[i + 1].best / cases[i].best,
                (cases[i + 1].best / cases[i + 1].npaths)
-               / (cases[i].best / cases[i].npaths));
+               / (cases[i].best / cases[i].npaths),
+               cases[i].read ? "node" : "path");
     }
 
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < 4; i++) {
         ngx_http_iothub_twin_policy_free(policy[i]);
     }
+
+    for (i = 0; i < nnodes; i++) {
+        free(nodes[i]);
+    }
+
+    free(nodes);
 
     for (i = 0; i < 2; i++) {
         size_t  k;
@@ -480,6 +517,169 @@ bench_policy_leaves(size_t n)
 }
 
 
+/*
+ * Callers r1 and r100 read the same nodes: the reported properties of
+ * one group but for a denied key; r100 has 99 more read patterns below
+ * properties.reported and 19 more denies below properties.desired, which
+ * match none of the twin's nodes but keep the walks going there.
+ */
+
+static char *
+bench_policy_read_json(size_t *len)
+{
+    size_t       k;
+    bench_buf_t  b;
+
+    static const char *const  read[] = { "properties.reported.g03.**" };
+    static const char *const  deny[] = { "properties.reported.g03.k0007" };
+
+    memset(&b, 0, sizeof(b));
+
+    bench_append(&b, "{\"callers\":{");
+
+    for (k = 0; k < 2; k++) {
+        bench_append(&b, "%s\"%s\":{\"rules\":[{\"operations\":[\"read\"],"
+                     "\"devices\":[\"fleet-4?\"],", k ? "," : "",
+                     k ? "r100" : "r1");
+        bench_policy_list(&b, "read", read, 1,
+                          k ? BENCH_POLICY_PATTERNS : 1,
+                          "properties.reported.app%zu.*.name");
+        bench_append(&b, ",");
+        bench_policy_list(&b, "deny", deny, 1,
+                          k ? BENCH_POLICY_PATTERNS / 5 : 1,
+                          "properties.desired.zone%zu.keys");
+        bench_append(&b, "}]}");
+    }
+
+    bench_append(&b, "}}");
+
+    *len = b.len;
+
+    return b.buf;
+}
+
+
+/*
+ * A twin's nodes in document order, as the read filter asks for them:
+ * 9 top-level members, tags (10 groups of 20 keys), desired (20 of 40)
+ * and reported (20 of 45) with their groups and containers.
+ */
+
+static char **
+bench_policy_nodes(size_t *n)
+{
+    char    **nodes;
+    size_t    i, g, k, s;
+
+    static const char *const  tops[] = {
+        "deviceId", "etag", "deviceEtag", "status", "statusUpdateTime",
+        "connectionState", "lastActivityTime", "cloudToDeviceMessageCount",
+        "authenticationType"
+    };
+    static const char *const  sections[] = {
+        "tags", "properties.desired", "properties.reported"
+    };
+    static const size_t  groups[] = { 10, 20, 20 };
+    static const size_t  keys[] = { 20, 40, 45 };
+
+    nodes = malloc(BENCH_POLICY_NODES * sizeof(char *));
+    if (nodes == NULL) {
+        fprintf(stderr, "bench_policy: out of memory\n");
+        exit(1);
+    }
+
+    i = 0;
+
+#define bench_policy_node(...)                                               \
+    do {                                                                     \
+        if (i == BENCH_POLICY_NODES                                          \
+            || (nodes[i] = malloc(64)) == NULL)                              \
+        {                                                                    \
+            fprintf(stderr, "bench_policy: out of memory\n");                \
+            exit(1);                                                         \
+        }                                                                    \
+        snprintf(nodes[i++], 64, __VA_ARGS__);                               \
+    } while (0)
+
+    for (k = 0; k < sizeof(tops) / sizeof(tops[0]); k++) {
+        bench_policy_node("%s", tops[k]);
+    }
+
+    for (s = 0; s < 3; s++) {
+        if (s == 1) {
+            bench_policy_node("properties");
+        }
+
+        bench_policy_node("%s", sections[s]);
+
+        for (g = 0; g < groups[s]; g++) {
+            bench_policy_node("%s.g%02zu", sections[s], g);
+
+            for (k = 0; k < keys[s]; k++) {
+                bench_policy_node("%s.g%02zu.k%04zu", sections[s], g, k);
+            }
+        }
+    }
+
+    bench_policy_node("version");
+
+#undef bench_policy_node
+
+    *n = i;
+
+    return nodes;
+}
+
+
+/* the two read cases must get the same verdicts, and not all alike */
+
+static void
+bench_policy_same_reads(const bench_policy_case_t *a,
+    const bench_policy_case_t *b)
+{
+    int                                     v[2];
+    size_t                                  i, k, count[3];
+    const bench_policy_case_t              *bc[2];
+    const ngx_http_iothub_twin_caller_t    *c;
+    ngx_http_iothub_twin_policy_decision_t  d[2];
+
+    bc[0] = a;
+    bc[1] = b;
+
+    for (k = 0; k < 2; k++) {
+        c = ngx_http_iothub_twin_policy_caller(bc[k]->policy,
+                                   (const unsigned char *) bc[k]->caller,
+                                   strlen(bc[k]->caller));
+
+        (void) ngx_http_iothub_twin_policy_target(&d[k], c,
+                                   NGX_HTTP_IOTHUB_TWIN_OP_READ,
+                                   (const unsigned char *) bc[k]->device,
+                                   strlen(bc[k]->device), NULL, 0);
+    }
+
+    memset(count, 0, sizeof(count));
+
+    for (i = 0; i < a->npaths; i++) {
+        for (k = 0; k < 2; k++) {
+            v[k] = ngx_http_iothub_twin_policy_read(&d[k],
+                                   (const unsigned char *) bc[k]->paths[i],
+                                   strlen(bc[k]->paths[i]));
+        }
+
+        if (v[0] != v[1] || v[0] < 0 || v[0] > 2) {
+            fprintf(stderr, "bench_policy: %s: verdicts %d and %d\n",
+                    a->paths[i], v[0], v[1]);
+            exit(1);
+        }
+
+        count[v[0]]++;
+    }
+
+    printf("policy reads: %zu nodes, %zu NONE, %zu ALL, %zu SOME\n",
+           a->npaths, count[0], count[1], count[2]);
+}
+
+
 /* the whole decision for one request: 0 if allowed */
 
 static int
@@ -495,13 +695,20 @@ bench_policy_decide(const bench_policy_case_t *bc)
                                    strlen(bc->caller));
 
     rc = ngx_http_iothub_twin_policy_target(&d, c,
-                                   NGX_HTTP_IOTHUB_TWIN_OP_UPDATE,
+                                   bc->read ? NGX_HTTP_IOTHUB_TWIN_OP_READ
+                                            : NGX_HTTP_IOTHUB_TWIN_OP_UPDATE,
                                    (const unsigned char *) bc->device,
                                    strlen(bc->device),
                                    (const unsigned char *) bc->module,
                                    bc->module ? strlen(bc->module) : 0);
 
-    for (i = 0; i < bc->npaths; i++) {
+    for (i = 0; bc->read && i < bc->npaths; i++) {
+        bench_policy_sink += ngx_http_iothub_twin_policy_read(&d,
+                                   (const unsigned char *) bc->paths[i],
+                                   strlen(bc->paths[i]));
+    }
+
+    for (i = 0; !bc->read && i < bc->npaths; i++) {
         rc |= ngx_http_iothub_twin_policy_path(&d,
                                    (const unsigned char *) bc->paths[i],
                                    strlen(bc->paths[i]), 0);

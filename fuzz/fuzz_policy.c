@@ -15,7 +15,12 @@
  *   - a decision on a few fixed targets and paths, for every caller, is
  *     malformed: a reason or path that is not NUL-terminated printable
  *     ASCII, a refusal without a reason, a verdict that differs from
- *     "allowed", or a path allowed after the target was refused.
+ *     "allowed", or a path allowed after the target was refused;
+ *   - a read verdict on a few fixed nodes, asked in document order between
+ *     the written paths, is not NONE, ALL or SOME, differs from a fresh
+ *     decision's, is not NONE after a refused target, is not ALL for
+ *     deviceId and etag or for a node below an ALL, or is not ALL
+ *     everywhere when the decision says it reads the whole twin.
  *
  * clang -g -O1 -fsanitize=fuzzer,address,undefined \
  *     -Ingx_iothub_twin_module fuzz/fuzz_policy.c \
@@ -34,6 +39,7 @@
 
 #include <jansson.h>
 
+#include "ngx_http_iothub_twin_filter.h"
 #include "ngx_http_iothub_twin_policy.h"
 
 
@@ -53,6 +59,9 @@ static void fuzz_policy_error(const char *err, size_t err_len,
     const uint8_t *data, size_t size);
 static void fuzz_policy_check(const ngx_http_iothub_twin_policy_t *policy);
 static void fuzz_policy_decide(const ngx_http_iothub_twin_caller_t *c);
+static void fuzz_policy_reads(ngx_http_iothub_twin_policy_decision_t *d,
+    const ngx_http_iothub_twin_caller_t *c, const fuzz_policy_target_t *t,
+    int allowed);
 static void fuzz_policy_check_text(const char *what, const char *s,
     size_t size);
 static void fuzz_policy_fail(const char *what, const char *detail);
@@ -65,6 +74,22 @@ static const fuzz_policy_target_t  fuzz_policy_targets[] = {
     { NGX_HTTP_IOTHUB_TWIN_OP_REPLACE, "lab-*?", "" },
     { NGX_HTTP_IOTHUB_TWIN_OP_UPDATE, "a-:.+%_#*?!(),=@;$'", "m" },
     { 0, "dev1", NULL }
+};
+
+
+/* a twin's nodes in document order; parents[i]: its parent's index + 1 */
+
+static const char  *fuzz_policy_nodes[] = {
+    "", "deviceId", "etag", "status", "tags", "tags.location",
+    "tags.location.city", "tags.meta", "tags.meta.secret",
+    "tags.meta.secret.x", "properties", "properties.desired",
+    "properties.desired.config", "properties.desired.config.admin",
+    "properties.reported", "properties.reported.fw",
+    "properties.reported.fw.version", "version"
+};
+
+static const size_t  fuzz_policy_parents[] = {
+    0, 1, 1, 1, 1, 5, 6, 5, 8, 9, 1, 11, 12, 13, 11, 15, 16, 1
 };
 
 
@@ -290,6 +315,67 @@ fuzz_policy_decide(const ngx_http_iothub_twin_caller_t *c)
             {
                 fuzz_policy_fail("path verdict", fuzz_policy_paths[k]);
             }
+        }
+
+        fuzz_policy_reads(&d, c, t, rc == 0);
+    }
+}
+
+
+static void
+fuzz_policy_reads(ngx_http_iothub_twin_policy_decision_t *d,
+    const ngx_http_iothub_twin_caller_t *c, const fuzz_policy_target_t *t,
+    int allowed)
+{
+    int                                      v[sizeof(fuzz_policy_nodes)
+                                               / sizeof(char *)];
+    int                                      fresh_v, all;
+    size_t                                   i, k, len;
+    const char                              *m, *p;
+    ngx_http_iothub_twin_policy_decision_t   fresh;
+
+    m = t->module;
+    all = ngx_http_iothub_twin_policy_read_all(d);
+
+    if (all && !allowed) {
+        fuzz_policy_fail("read_all", "after a refused target");
+    }
+
+    for (i = 0; i < sizeof(fuzz_policy_nodes) / sizeof(char *); i++) {
+        p = fuzz_policy_nodes[i];
+        len = strlen(p);
+
+        /* a written path between reads, as a PATCH's answer has them */
+
+        k = i % (sizeof(fuzz_policy_paths) / sizeof(fuzz_policy_paths[0]));
+        (void) ngx_http_iothub_twin_policy_path(d,
+                      (const unsigned char *) fuzz_policy_paths[k],
+                      strlen(fuzz_policy_paths[k]), 0);
+
+        v[i] = ngx_http_iothub_twin_policy_read(d, (const unsigned char *) p,
+                                                len);
+
+        (void) ngx_http_iothub_twin_policy_target(&fresh, c, t->op,
+                 (const unsigned char *) t->device, strlen(t->device),
+                 (const unsigned char *) m, m ? strlen(m) : 0);
+        fresh_v = ngx_http_iothub_twin_policy_read(&fresh,
+                                                (const unsigned char *) p,
+                                                len);
+
+        if (v[i] != fresh_v
+            || (v[i] != NGX_HTTP_IOTHUB_TWIN_READ_NONE
+                && v[i] != NGX_HTTP_IOTHUB_TWIN_READ_ALL
+                && v[i] != NGX_HTTP_IOTHUB_TWIN_READ_SOME)
+            || (!allowed && v[i] != NGX_HTTP_IOTHUB_TWIN_READ_NONE)
+            || (allowed && (i == 1 || i == 2)
+                && v[i] != NGX_HTTP_IOTHUB_TWIN_READ_ALL)
+            || (all && v[i] != NGX_HTTP_IOTHUB_TWIN_READ_ALL)
+            || (fuzz_policy_parents[i] > 0
+                && v[fuzz_policy_parents[i] - 1]
+                   == NGX_HTTP_IOTHUB_TWIN_READ_ALL
+                && v[i] != NGX_HTTP_IOTHUB_TWIN_READ_ALL))
+        {
+            fuzz_policy_fail("read verdict", p);
         }
     }
 }

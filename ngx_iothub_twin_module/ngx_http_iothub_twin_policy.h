@@ -2,8 +2,9 @@
 /*
  * Copyright (C) ngx_iothub_twin developers
  *
- * The per-caller policy: who may read, update or replace which twins, and
- * which paths of tags and properties.desired each caller may write.
+ * The per-caller policy: who may read, update or replace which twins,
+ * which paths of tags and properties.desired each caller may write, and
+ * which nodes of a twin it may read.
  *
  * Pure code, no nginx types.  Loading (jansson, malloc) happens at
  * configuration time, in ngx_http_iothub_twin_policy_load.c; there each
@@ -58,7 +59,33 @@
  * A deny pattern protects the nodes it matches and everything below them,
  * and a write of a node replaces what is below it; so a written path is
  * denied when a deny pattern matches the path, one of its ancestors or one
- * of its descendants.
+ * of its descendants.  A deny may also name "properties.reported." paths,
+ * which no one writes: it narrows reads only.
+ *
+ * Read scopes ("read", optional in a rule): whole paths of the twin, named
+ * as ngx_http_iothub_twin_filter.h names its nodes.  "tags.<pattern>",
+ * "properties.desired.<pattern>" and "properties.reported.<pattern>" in
+ * the path pattern language above; "tags", "properties",
+ * "properties.desired" and "properties.reported" alone; any other
+ * top-level member by its name ("status", "connectionState",
+ * "capabilities", ...; nothing below it); "**" alone for the whole twin.
+ * A read pattern covers the nodes it matches with everything below them
+ * (a node read is its whole value, as a node written is replaced whole):
+ * "tags.owner" and "tags.owner.**" read the same.  A rule without "read"
+ * reads what it may write: its "tags" patterns under "tags.", its
+ * "desired" patterns under "properties.desired.".  Every rule reads
+ * "deviceId", "moduleId", "etag" and "version", which clients need to
+ * know what they read and to write again.
+ *
+ * The read verdict of a node is the union over the decision's rules'
+ * scopes minus their denies: NONE if a deny matches the node or an
+ * ancestor; ALL if a read pattern matches it or an ancestor and no deny
+ * matches a descendant; SOME if it is covered but a deny matches a
+ * descendant, or if a read pattern matches a descendant; NONE otherwise.
+ * "Matches a descendant" is read from the patterns alone ("tags.a.*.c"
+ * makes tags.a SOME whatever the twin holds), so an object whose readable
+ * members are all denied may be kept empty.  The twin as a whole (the
+ * empty path) is SOME at least.
  */
 
 
@@ -94,6 +121,13 @@
 
 /* bytes of the previous path a decision keeps to resume its walk */
 #define NGX_HTTP_IOTHUB_TWIN_POLICY_WALK         512
+
+/*
+ * keys of a read path walked: "properties.reported" and 64 below; deeper
+ * paths take their ancestor's verdict if it is ALL or a deny, else NONE
+ */
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_READ_DEPTH                               \
+    (NGX_HTTP_IOTHUB_TWIN_POLICY_PATH_DEPTH + 2)
 
 
 typedef struct ngx_http_iothub_twin_policy_s  ngx_http_iothub_twin_policy_t;
@@ -148,6 +182,21 @@ typedef struct {
                                        NGX_HTTP_IOTHUB_TWIN_POLICY_PATH_DEPTH
                                        + 1];
     unsigned char                         walk_path[
+                                       NGX_HTTP_IOTHUB_TWIN_POLICY_WALK];
+
+    /*
+     * The same for the read verdicts, apart: a request's patch and its
+     * answer walk different paths.  read_walked 0: none yet.
+     */
+    unsigned                              read_walked;
+    uint16_t                              read_depth;
+    uint16_t                              read_end[
+                                       NGX_HTTP_IOTHUB_TWIN_POLICY_READ_DEPTH
+                                       + 1];
+    uint32_t                              read_state[
+                                       NGX_HTTP_IOTHUB_TWIN_POLICY_READ_DEPTH
+                                       + 1];
+    unsigned char                         read_path[
                                        NGX_HTTP_IOTHUB_TWIN_POLICY_WALK];
 } ngx_http_iothub_twin_policy_decision_t;
 
@@ -225,12 +274,15 @@ int ngx_http_iothub_twin_policy_path(
 
 
 /*
- * The read scope (to be implemented), after ngx_http_iothub_twin_policy_target()
- * allowed the target: what the caller may read of one node of the twin
- * (paths named as in ngx_http_iothub_twin_filter.h), as a
- * NGX_HTTP_IOTHUB_TWIN_READ_* verdict, from the rules that allowed the
- * operation.  It has the shape of ngx_http_iothub_twin_read_pt, with the
- * decision as data.
+ * The read scope, after ngx_http_iothub_twin_policy_target() allowed the
+ * target: what the caller may read of one node of the twin (paths named
+ * as in ngx_http_iothub_twin_filter.h), as a NGX_HTTP_IOTHUB_TWIN_READ_*
+ * verdict, from the rules that allowed the operation (see "Read scopes"
+ * above).  It has the shape of ngx_http_iothub_twin_read_pt, with the
+ * decision as data.  One hash lookup per key, resuming from the keys the
+ * path shares with the one asked before (document order); a zeroed or
+ * refused decision gives NONE for every node.  The verdict does not
+ * depend on report mode.
  */
 int ngx_http_iothub_twin_policy_read(void *d, const unsigned char *path,
     size_t len);

@@ -15,6 +15,12 @@
  * "any other key" does.  So a path costs one lookup per key, whatever
  * the number of patterns.  Callers whose patterns are the same (rule by
  * rule) share one automaton.
+ *
+ * The read scopes make one more automaton of the same kind, over whole
+ * paths from the twin's top level: each rule's read patterns (or, without
+ * "read", its tags and desired patterns below "tags" and
+ * "properties.desired"), every one a subtree, and the denies of the three
+ * sections below their own prefix.
  */
 
 
@@ -50,6 +56,16 @@ typedef struct {
 } ngx_http_iothub_twin_policy_lit_t;
 
 
+/* a pattern as an automaton takes it: its rule, and the keys before it */
+
+typedef struct {
+    const ngx_http_iothub_twin_policy_path_t  *pp;
+    uint32_t                                   rule;
+    uint16_t                                   deny;
+    uint16_t                                   prefix;  /* see prefixes */
+} ngx_http_iothub_twin_policy_item_t;
+
+
 /* a growing array */
 
 typedef struct {
@@ -62,6 +78,9 @@ typedef struct {
 
 typedef struct {
     size_t                                nwords;
+
+    /* the read automaton: every allow pattern covers a subtree */
+    unsigned                              read;
 
     /* the trie; its bit sets: node i's at words[2 i W] and [(2 i + 1) W] */
     ngx_http_iothub_twin_policy_vec_t     nodes;
@@ -122,23 +141,37 @@ static int ngx_http_iothub_twin_policy_compile_ids(
 static int ngx_http_iothub_twin_policy_index_wild(
     ngx_http_iothub_twin_policy_t *policy,
     ngx_http_iothub_twin_policy_ids_t *ids);
+static int ngx_http_iothub_twin_policy_items(
+    const ngx_http_iothub_twin_caller_t *c, unsigned s,
+    ngx_http_iothub_twin_policy_vec_t *items);
+static int ngx_http_iothub_twin_policy_item(
+    ngx_http_iothub_twin_policy_vec_t *items,
+    const ngx_http_iothub_twin_policy_path_t *list, size_t n, size_t rule,
+    unsigned deny, unsigned prefix);
 static int ngx_http_iothub_twin_policy_serialize(
     const ngx_http_iothub_twin_caller_t *c, unsigned s,
+    const ngx_http_iothub_twin_policy_vec_t *items,
     ngx_http_iothub_twin_policy_vec_t *out);
-static void ngx_http_iothub_twin_policy_put_path(
-    ngx_http_iothub_twin_policy_vec_t *out, int kind, size_t rule,
-    const ngx_http_iothub_twin_policy_path_t *pp, int *failed);
+static void ngx_http_iothub_twin_policy_put_item(
+    ngx_http_iothub_twin_policy_vec_t *out,
+    const ngx_http_iothub_twin_policy_item_t *it, int *failed);
 static int ngx_http_iothub_twin_policy_compile_paths(
     ngx_http_iothub_twin_policy_t *policy,
     const ngx_http_iothub_twin_caller_t *c, unsigned s,
+    const ngx_http_iothub_twin_policy_vec_t *items,
     ngx_http_iothub_twin_policy_dfa_t **dfa, char *err, size_t err_len);
 static int ngx_http_iothub_twin_policy_trie_add(
     ngx_http_iothub_twin_policy_build_t *b,
-    const ngx_http_iothub_twin_policy_path_t *pp, size_t rule, int deny);
+    const ngx_http_iothub_twin_policy_item_t *it);
+static int ngx_http_iothub_twin_policy_trie_seg(
+    ngx_http_iothub_twin_policy_build_t *b,
+    const ngx_http_iothub_twin_policy_seg_t *seg, uint32_t *node);
 static int ngx_http_iothub_twin_policy_trie_node(
     ngx_http_iothub_twin_policy_build_t *b, uint32_t sticky);
 static void ngx_http_iothub_twin_policy_trie_below(
     ngx_http_iothub_twin_policy_build_t *b);
+static void ngx_http_iothub_twin_policy_trie_or(
+    ngx_http_iothub_twin_policy_build_t *b, size_t node, size_t child);
 static int ngx_http_iothub_twin_policy_determinize(
     ngx_http_iothub_twin_policy_build_t *b, char *err, size_t err_len);
 static int ngx_http_iothub_twin_policy_step_keys(
@@ -188,6 +221,26 @@ static uint32_t ngx_http_iothub_twin_policy_hash_set(const uint32_t *set,
 
 #define ngx_http_iothub_twin_policy_set_bit(w, i)                            \
     ((w)[(i) / 64] |= (uint64_t) 1 << ((i) % 64))
+
+
+/*
+ * The keys before a read automaton's patterns: item prefix p stands for
+ * prefixes[first[p] .. first[p + 1] - 1] (none, tags, properties.desired,
+ * properties.reported).
+ */
+
+static const ngx_http_iothub_twin_policy_seg_t
+    ngx_http_iothub_twin_policy_prefixes[] = {
+    { (const unsigned char *) "tags", 4, 0 },
+    { (const unsigned char *) "properties", 10, 0 },
+    { (const unsigned char *) "desired", 7, 0 },
+    { (const unsigned char *) "properties", 10, 0 },
+    { (const unsigned char *) "reported", 8, 0 }
+};
+
+static const uint32_t  ngx_http_iothub_twin_policy_prefix_first[] = {
+    0, 0, 1, 3, 5
+};
 
 
 void *
@@ -268,7 +321,11 @@ ngx_http_iothub_twin_policy_compile(ngx_http_iothub_twin_policy_t *policy,
         goto nomem;
     }
 
-    for (s = 0; s < 2; s++) {
+    for (s = 0; s <= NGX_HTTP_IOTHUB_TWIN_POLICY_READ; s++) {
+        if (s == NGX_HTTP_IOTHUB_TWIN_POLICY_REPORTED) {
+            continue;
+        }
+
         rc = ngx_http_iothub_twin_policy_compile_section(policy, c, cache, s,
                                                          err, err_len);
         if (rc == -2) {
@@ -294,8 +351,9 @@ nomem:
 
 
 /*
- * The automaton of section s, or one an earlier caller with the same
- * patterns has: 0, -1 out of memory, -2 with a message in err.
+ * The automaton of section s (or of the read scopes), or one an earlier
+ * caller with the same patterns has: 0, -1 out of memory, -2 with a
+ * message in err.
  */
 
 static int
@@ -304,25 +362,36 @@ ngx_http_iothub_twin_policy_compile_section(
     ngx_http_iothub_twin_policy_cache_t *cache, unsigned s, char *err,
     size_t err_len)
 {
+    int                                    rc;
     uint32_t                               h;
-    ngx_http_iothub_twin_policy_vec_t      key;
+    ngx_http_iothub_twin_policy_vec_t      key, items;
+    ngx_http_iothub_twin_policy_dfa_t    **dfa;
     ngx_http_iothub_twin_policy_shared_t  *sh, **bucket;
+
+    dfa = (s == NGX_HTTP_IOTHUB_TWIN_POLICY_READ) ? &c->read : &c->paths[s];
+    *dfa = NULL;
 
     memset(&key, 0, sizeof(key));
     key.size = 1;
+    memset(&items, 0, sizeof(items));
+    items.size = sizeof(ngx_http_iothub_twin_policy_item_t);
 
-    if (ngx_http_iothub_twin_policy_serialize(c, s, &key) != 0) {
-        ngx_http_iothub_twin_policy_vec_free(&key);
-        return -1;
+    rc = -1;
+
+    if (ngx_http_iothub_twin_policy_items(c, s, &items) != 0) {
+        goto done;
     }
 
-    if (key.n == sizeof(uint32_t)) {
+    if (items.n == 0) {
 
-        /* no rule names a path in this section */
+        /* no rule names a path there */
 
-        ngx_http_iothub_twin_policy_vec_free(&key);
-        c->paths[s] = NULL;
-        return 0;
+        rc = 0;
+        goto done;
+    }
+
+    if (ngx_http_iothub_twin_policy_serialize(c, s, &items, &key) != 0) {
+        goto done;
     }
 
     h = ngx_http_iothub_twin_policy_hash(key.elts, key.n);
@@ -340,29 +409,27 @@ ngx_http_iothub_twin_policy_compile_section(
         }
 
         if (sh != NULL) {
-            ngx_http_iothub_twin_policy_vec_free(&key);
-            c->paths[s] = sh->dfa;
-            return 0;
+            *dfa = sh->dfa;
+            rc = 0;
+            goto done;
         }
     }
 
-    if (ngx_http_iothub_twin_policy_compile_paths(policy, c, s,
-                                                  &c->paths[s], err,
-                                                  err_len)
+    if (ngx_http_iothub_twin_policy_compile_paths(policy, c, s, &items, dfa,
+                                                  err, err_len)
         != 0)
     {
-        ngx_http_iothub_twin_policy_vec_free(&key);
-        return -2;
+        rc = -2;
+        goto done;
     }
 
     if (bucket != NULL) {
         sh = malloc(sizeof(ngx_http_iothub_twin_policy_shared_t) + key.n);
         if (sh == NULL) {
-            ngx_http_iothub_twin_policy_vec_free(&key);
-            return -1;
+            goto done;
         }
 
-        sh->dfa = c->paths[s];
+        sh->dfa = *dfa;
         sh->hash = h;
         sh->len = key.n;
         memcpy(sh->key, key.elts, key.n);
@@ -370,9 +437,14 @@ ngx_http_iothub_twin_policy_compile_section(
         *bucket = sh;
     }
 
-    ngx_http_iothub_twin_policy_vec_free(&key);
+    rc = 0;
 
-    return 0;
+done:
+
+    ngx_http_iothub_twin_policy_vec_free(&key);
+    ngx_http_iothub_twin_policy_vec_free(&items);
+
+    return rc;
 }
 
 
@@ -509,43 +581,112 @@ ngx_http_iothub_twin_policy_index_wild(ngx_http_iothub_twin_policy_t *policy,
 
 
 /*
- * What the automaton of section s depends on, as bytes: the number of
- * rules, and each allow and deny pattern with its rule.  Callers with the
- * same bytes share one automaton.
+ * The patterns of section s's automaton, rule by rule: allow, then deny.
+ * For the read automaton: the rule's read patterns, or without "read" its
+ * tags and desired patterns below their section; then its denies below
+ * theirs.
  */
 
 static int
-ngx_http_iothub_twin_policy_serialize(const ngx_http_iothub_twin_caller_t *c,
-    unsigned s, ngx_http_iothub_twin_policy_vec_t *out)
+ngx_http_iothub_twin_policy_items(const ngx_http_iothub_twin_caller_t *c,
+    unsigned s, ngx_http_iothub_twin_policy_vec_t *items)
 {
-    int                                        failed;
-    size_t                                     i, k;
-    uint32_t                                   n;
-    unsigned char                             *p;
+    int                                        rc;
+    size_t                                     i;
+    unsigned                                   t;
     const ngx_http_iothub_twin_policy_rule_t  *r;
 
-    failed = 0;
-    n = (uint32_t) c->nrules;
-
-    p = ngx_http_iothub_twin_policy_push(out, sizeof(uint32_t));
-    if (p == NULL) {
-        return -1;
-    }
-
-    memcpy(p, &n, sizeof(uint32_t));
+    rc = 0;
 
     for (i = 0; i < c->nrules; i++) {
         r = &c->rules[i];
 
-        for (k = 0; k < r->nallow[s]; k++) {
-            ngx_http_iothub_twin_policy_put_path(out, 'A', i,
-                                                 &r->allow[s][k], &failed);
+        if (s != NGX_HTTP_IOTHUB_TWIN_POLICY_READ) {
+            rc |= ngx_http_iothub_twin_policy_item(items, r->allow[s],
+                                                   r->nallow[s], i, 0, 0);
+            rc |= ngx_http_iothub_twin_policy_item(items, r->deny[s],
+                                                   r->ndeny[s], i, 1, 0);
+            continue;
         }
 
-        for (k = 0; k < r->ndeny[s]; k++) {
-            ngx_http_iothub_twin_policy_put_path(out, 'D', i,
-                                                 &r->deny[s][k], &failed);
+        if (r->read_given) {
+            rc |= ngx_http_iothub_twin_policy_item(items, r->read, r->nread,
+                                                   i, 0, 0);
+
+        } else {
+            for (t = 0; t < 2; t++) {
+                rc |= ngx_http_iothub_twin_policy_item(items, r->allow[t],
+                                                       r->nallow[t], i, 0,
+                                                       t + 1);
+            }
         }
+
+        for (t = 0; t < 3; t++) {
+            rc |= ngx_http_iothub_twin_policy_item(items, r->deny[t],
+                                                   r->ndeny[t], i, 1, t + 1);
+        }
+    }
+
+    return rc ? -1 : 0;
+}
+
+
+static int
+ngx_http_iothub_twin_policy_item(ngx_http_iothub_twin_policy_vec_t *items,
+    const ngx_http_iothub_twin_policy_path_t *list, size_t n, size_t rule,
+    unsigned deny, unsigned prefix)
+{
+    size_t                               k;
+    ngx_http_iothub_twin_policy_item_t  *it;
+
+    for (k = 0; k < n; k++) {
+        it = ngx_http_iothub_twin_policy_push(items, 1);
+        if (it == NULL) {
+            return -1;
+        }
+
+        it->pp = &list[k];
+        it->rule = (uint32_t) rule;
+        it->deny = (uint16_t) deny;
+        it->prefix = (uint16_t) prefix;
+    }
+
+    return 0;
+}
+
+
+/*
+ * What the automaton depends on, as bytes: which automaton, the number of
+ * rules, and each pattern with its rule, kind and prefix.  Callers with
+ * the same bytes share one automaton.
+ */
+
+static int
+ngx_http_iothub_twin_policy_serialize(const ngx_http_iothub_twin_caller_t *c,
+    unsigned s, const ngx_http_iothub_twin_policy_vec_t *items,
+    ngx_http_iothub_twin_policy_vec_t *out)
+{
+    int             failed;
+    size_t          i;
+    uint32_t        head[2];
+    unsigned char  *p;
+
+    failed = 0;
+    head[0] = s;
+    head[1] = (uint32_t) c->nrules;
+
+    p = ngx_http_iothub_twin_policy_push(out, sizeof(head));
+    if (p == NULL) {
+        return -1;
+    }
+
+    memcpy(p, head, sizeof(head));
+
+    for (i = 0; i < items->n; i++) {
+        ngx_http_iothub_twin_policy_put_item(out,
+                              ngx_http_iothub_twin_policy_elt(items,
+                                  ngx_http_iothub_twin_policy_item_t, i),
+                              &failed);
     }
 
     return failed ? -1 : 0;
@@ -553,17 +694,19 @@ ngx_http_iothub_twin_policy_serialize(const ngx_http_iothub_twin_caller_t *c,
 
 
 static void
-ngx_http_iothub_twin_policy_put_path(ngx_http_iothub_twin_policy_vec_t *out,
-    int kind, size_t rule, const ngx_http_iothub_twin_policy_path_t *pp,
-    int *failed)
+ngx_http_iothub_twin_policy_put_item(ngx_http_iothub_twin_policy_vec_t *out,
+    const ngx_http_iothub_twin_policy_item_t *it, int *failed)
 {
-    size_t                                    i, size;
-    uint32_t                                  head[4], len;
-    unsigned char                            *p;
-    const ngx_http_iothub_twin_policy_seg_t  *seg;
+    size_t                                     i, size;
+    uint32_t                                   head[4], len;
+    unsigned char                             *p;
+    const ngx_http_iothub_twin_policy_seg_t   *seg;
+    const ngx_http_iothub_twin_policy_path_t  *pp;
 
-    head[0] = (uint32_t) kind;
-    head[1] = (uint32_t) rule;
+    pp = it->pp;
+
+    head[0] = (it->deny ? 'D' : 'A') | ((uint32_t) it->prefix << 8);
+    head[1] = it->rule;
     head[2] = pp->nsegs;
     head[3] = pp->rest;
 
@@ -602,16 +745,17 @@ static int
 ngx_http_iothub_twin_policy_compile_paths(
     ngx_http_iothub_twin_policy_t *policy,
     const ngx_http_iothub_twin_caller_t *c, unsigned s,
+    const ngx_http_iothub_twin_policy_vec_t *items,
     ngx_http_iothub_twin_policy_dfa_t **dfa, char *err, size_t err_len)
 {
-    int                                        rc;
-    size_t                                     i, k;
-    const ngx_http_iothub_twin_policy_rule_t  *r;
-    ngx_http_iothub_twin_policy_build_t        b;
+    int                                   rc;
+    size_t                                i;
+    ngx_http_iothub_twin_policy_build_t   b;
 
     memset(&b, 0, sizeof(b));
 
     b.nwords = c->nwords;
+    b.read = (s == NGX_HTTP_IOTHUB_TWIN_POLICY_READ);
     b.nodes.size = sizeof(ngx_http_iothub_twin_policy_node_t);
     b.lits.size = sizeof(ngx_http_iothub_twin_policy_lit_t);
     b.bits.size = 2 * b.nwords * sizeof(uint64_t);
@@ -626,7 +770,7 @@ ngx_http_iothub_twin_policy_compile_paths(
 
     rc = -1;
 
-    b.acc = calloc(3 * b.nwords, sizeof(uint64_t));
+    b.acc = calloc(4 * b.nwords, sizeof(uint64_t));
 
     if (b.acc == NULL
         || ngx_http_iothub_twin_policy_trie_node(&b, 0) != 0)
@@ -634,25 +778,13 @@ ngx_http_iothub_twin_policy_compile_paths(
         goto failed;
     }
 
-    for (i = 0; i < c->nrules; i++) {
-        r = &c->rules[i];
-
-        for (k = 0; k < r->nallow[s]; k++) {
-            if (ngx_http_iothub_twin_policy_trie_add(&b, &r->allow[s][k], i,
-                                                     0)
-                != 0)
-            {
-                goto failed;
-            }
-        }
-
-        for (k = 0; k < r->ndeny[s]; k++) {
-            if (ngx_http_iothub_twin_policy_trie_add(&b, &r->deny[s][k], i,
-                                                     1)
-                != 0)
-            {
-                goto failed;
-            }
+    for (i = 0; i < items->n; i++) {
+        if (ngx_http_iothub_twin_policy_trie_add(&b,
+                              ngx_http_iothub_twin_policy_elt(items,
+                                  ngx_http_iothub_twin_policy_item_t, i))
+            != 0)
+        {
+            goto failed;
         }
     }
 
@@ -693,79 +825,45 @@ failed:
 /*
  * An allow pattern marks the node it ends on, or with "**" that node's
  * sticky child; a deny pattern marks the sticky child (it covers the
- * subtree, with or without "**").
+ * subtree, with or without "**"), and so does a read pattern.
  */
 
 static int
 ngx_http_iothub_twin_policy_trie_add(ngx_http_iothub_twin_policy_build_t *b,
-    const ngx_http_iothub_twin_policy_path_t *pp, size_t rule, int deny)
+    const ngx_http_iothub_twin_policy_item_t *it)
 {
-    size_t                                    i;
-    uint32_t                                  node, e;
-    ngx_http_iothub_twin_policy_lit_t        *lit;
-    ngx_http_iothub_twin_policy_node_t       *nd;
-    const ngx_http_iothub_twin_policy_seg_t  *seg;
+    size_t                                     i;
+    uint32_t                                   node;
+    ngx_http_iothub_twin_policy_node_t        *nd;
+    const ngx_http_iothub_twin_policy_path_t  *pp;
 
+    pp = it->pp;
     node = 0;
 
-    for (i = 0; i < pp->nsegs; i++) {
-        seg = &pp->segs[i];
-        nd = ngx_http_iothub_twin_policy_node(b, node);
-
-        if (seg->any) {
-            if (nd->star == 0) {
-                if (ngx_http_iothub_twin_policy_trie_node(b, 0) != 0) {
-                    return -1;
-                }
-
-                nd = ngx_http_iothub_twin_policy_node(b, node);
-                nd->star = (uint32_t) b->nodes.n;
-            }
-
-            node = nd->star - 1;
-            continue;
-        }
-
-        for (e = nd->lit; e; e = lit->next) {
-            lit = ngx_http_iothub_twin_policy_elt(&b->lits,
-                                        ngx_http_iothub_twin_policy_lit_t,
-                                        e - 1);
-
-            if (lit->len == seg->len
-                && memcmp(lit->data, seg->data, seg->len) == 0)
-            {
-                break;
-            }
-        }
-
-        if (e) {
-            node = lit->child;
-            continue;
-        }
-
-        if (ngx_http_iothub_twin_policy_trie_node(b, 0) != 0) {
+    for (i = ngx_http_iothub_twin_policy_prefix_first[it->prefix];
+         i < ngx_http_iothub_twin_policy_prefix_first[it->prefix + 1];
+         i++)
+    {
+        if (ngx_http_iothub_twin_policy_trie_seg(b,
+                                   &ngx_http_iothub_twin_policy_prefixes[i],
+                                   &node)
+            != 0)
+        {
             return -1;
         }
-
-        lit = ngx_http_iothub_twin_policy_push(&b->lits, 1);
-        if (lit == NULL) {
-            return -1;
-        }
-
-        nd = ngx_http_iothub_twin_policy_node(b, node);
-
-        lit->data = seg->data;
-        lit->len = seg->len;
-        lit->child = (uint32_t) b->nodes.n - 1;
-        lit->next = nd->lit;
-        nd->lit = (uint32_t) b->lits.n;
-
-        node = lit->child;
     }
 
-    if (!deny && !pp->rest) {
+    for (i = 0; i < pp->nsegs; i++) {
+        if (ngx_http_iothub_twin_policy_trie_seg(b, &pp->segs[i], &node)
+            != 0)
+        {
+            return -1;
+        }
+    }
+
+    if (!it->deny && !pp->rest && !b->read) {
         ngx_http_iothub_twin_policy_set_bit(
-            ngx_http_iothub_twin_policy_allow_bits(b, node), rule);
+            ngx_http_iothub_twin_policy_allow_bits(b, node), it->rule);
         return 0;
     }
 
@@ -782,14 +880,75 @@ ngx_http_iothub_twin_policy_trie_add(ngx_http_iothub_twin_policy_build_t *b,
 
     node = nd->rest - 1;
 
-    if (deny) {
+    if (it->deny) {
         ngx_http_iothub_twin_policy_set_bit(
-            ngx_http_iothub_twin_policy_deny_bits(b, node), rule);
+            ngx_http_iothub_twin_policy_deny_bits(b, node), it->rule);
 
     } else {
         ngx_http_iothub_twin_policy_set_bit(
-            ngx_http_iothub_twin_policy_allow_bits(b, node), rule);
+            ngx_http_iothub_twin_policy_allow_bits(b, node), it->rule);
     }
+
+    return 0;
+}
+
+
+/* *node: its child for the segment, made if there is none yet */
+
+static int
+ngx_http_iothub_twin_policy_trie_seg(ngx_http_iothub_twin_policy_build_t *b,
+    const ngx_http_iothub_twin_policy_seg_t *seg, uint32_t *node)
+{
+    uint32_t                             e;
+    ngx_http_iothub_twin_policy_lit_t   *lit;
+    ngx_http_iothub_twin_policy_node_t  *nd;
+
+    nd = ngx_http_iothub_twin_policy_node(b, *node);
+
+    if (seg->any) {
+        if (nd->star == 0) {
+            if (ngx_http_iothub_twin_policy_trie_node(b, 0) != 0) {
+                return -1;
+            }
+
+            nd = ngx_http_iothub_twin_policy_node(b, *node);
+            nd->star = (uint32_t) b->nodes.n;
+        }
+
+        *node = nd->star - 1;
+        return 0;
+    }
+
+    for (e = nd->lit; e; e = lit->next) {
+        lit = ngx_http_iothub_twin_policy_elt(&b->lits,
+                                    ngx_http_iothub_twin_policy_lit_t, e - 1);
+
+        if (lit->len == seg->len
+            && memcmp(lit->data, seg->data, seg->len) == 0)
+        {
+            *node = lit->child;
+            return 0;
+        }
+    }
+
+    if (ngx_http_iothub_twin_policy_trie_node(b, 0) != 0) {
+        return -1;
+    }
+
+    lit = ngx_http_iothub_twin_policy_push(&b->lits, 1);
+    if (lit == NULL) {
+        return -1;
+    }
+
+    nd = ngx_http_iothub_twin_policy_node(b, *node);
+
+    lit->data = seg->data;
+    lit->len = seg->len;
+    lit->child = (uint32_t) b->nodes.n - 1;
+    lit->next = nd->lit;
+    nd->lit = (uint32_t) b->lits.n;
+
+    *node = lit->child;
 
     return 0;
 }
@@ -817,15 +976,16 @@ ngx_http_iothub_twin_policy_trie_node(ngx_http_iothub_twin_policy_build_t *b,
 
 /*
  * The deny bits of a node that is not sticky: rules with a deny pattern
- * ending strictly below it (children come after their parent).
+ * ending strictly below it (children come after their parent).  In the
+ * read automaton its allow bits, unused otherwise, get the same for the
+ * read patterns.
  */
 
 static void
 ngx_http_iothub_twin_policy_trie_below(ngx_http_iothub_twin_policy_build_t *b)
 {
-    size_t                               i, w, k, nchild;
+    size_t                               i, k, nchild;
     uint32_t                             e, child[2];
-    uint64_t                            *below, *cb;
     ngx_http_iothub_twin_policy_lit_t   *lit;
     ngx_http_iothub_twin_policy_node_t  *nd, *cn;
 
@@ -835,8 +995,6 @@ ngx_http_iothub_twin_policy_trie_below(ngx_http_iothub_twin_policy_build_t *b)
         if (nd->sticky) {
             continue;
         }
-
-        below = ngx_http_iothub_twin_policy_deny_bits(b, i);
 
         for (e = nd->lit, k = 0; e || k == 0; k++) {
             nchild = 0;
@@ -855,24 +1013,44 @@ ngx_http_iothub_twin_policy_trie_below(ngx_http_iothub_twin_policy_build_t *b)
             }
 
             while (nchild--) {
+                ngx_http_iothub_twin_policy_trie_or(b, i, child[nchild]);
+
                 cn = ngx_http_iothub_twin_policy_node(b, child[nchild]);
 
-                cb = ngx_http_iothub_twin_policy_deny_bits(b, child[nchild]);
-
-                for (w = 0; w < b->nwords; w++) {
-                    below[w] |= cb[w];
-                }
-
                 if (cn->rest) {
-                    cb = ngx_http_iothub_twin_policy_deny_bits(b,
-                                                               cn->rest - 1);
-
-                    for (w = 0; w < b->nwords; w++) {
-                        below[w] |= cb[w];
-                    }
+                    ngx_http_iothub_twin_policy_trie_or(b, i, cn->rest - 1);
                 }
             }
         }
+    }
+}
+
+
+/* node's bits below it get child's (read: allow bits too) */
+
+static void
+ngx_http_iothub_twin_policy_trie_or(ngx_http_iothub_twin_policy_build_t *b,
+    size_t node, size_t child)
+{
+    size_t     w;
+    uint64_t  *to, *from;
+
+    to = ngx_http_iothub_twin_policy_deny_bits(b, node);
+    from = ngx_http_iothub_twin_policy_deny_bits(b, child);
+
+    for (w = 0; w < b->nwords; w++) {
+        to[w] |= from[w];
+    }
+
+    if (!b->read) {
+        return;
+    }
+
+    to = ngx_http_iothub_twin_policy_allow_bits(b, node);
+    from = ngx_http_iothub_twin_policy_allow_bits(b, child);
+
+    for (w = 0; w < b->nwords; w++) {
+        to[w] |= from[w];
     }
 }
 
@@ -907,8 +1085,10 @@ ngx_http_iothub_twin_policy_determinize(ngx_http_iothub_twin_policy_build_t *b,
 
         if (b->states.n > NGX_HTTP_IOTHUB_TWIN_POLICY_MAX_STATES) {
             if (err != NULL && err_len > 0) {
-                snprintf(err, err_len, "the path patterns combine into more"
-                         " than %d states; use fewer \"*\" segments",
+                snprintf(err, err_len, "the %s combine into more than %d"
+                         " states; use fewer \"*\" segments",
+                         b->read ? "read and deny patterns"
+                                 : "path patterns",
                          NGX_HTTP_IOTHUB_TWIN_POLICY_MAX_STATES);
             }
 
@@ -1245,23 +1425,27 @@ ngx_http_iothub_twin_policy_state(ngx_http_iothub_twin_policy_build_t *b,
 }
 
 
-/* a state's bit sets: the union over its nodes */
+/*
+ * A state's bit sets: the union over its nodes; in the read automaton,
+ * split by what sticky nodes (the node or an ancestor) and the others
+ * (below it) hold.
+ */
 
 static int
 ngx_http_iothub_twin_policy_state_bits(ngx_http_iothub_twin_policy_build_t *b,
     const uint32_t *set, size_t n, ngx_http_iothub_twin_policy_state_t *st)
 {
     size_t                               k, w, nw;
-    uint32_t                             allow, rest, deny;
-    uint64_t                            *a, *r, *d, *na, *nd;
+    uint64_t                            *a, *r, *d, *e, *na, *nd;
     ngx_http_iothub_twin_policy_node_t  *node;
 
     nw = b->nwords;
     a = b->acc;
     r = b->acc + nw;
     d = b->acc + 2 * nw;
+    e = b->acc + 3 * nw;
 
-    memset(b->acc, 0, 3 * nw * sizeof(uint64_t));
+    memset(b->acc, 0, 4 * nw * sizeof(uint64_t));
 
     for (k = 0; k < n; k++) {
         node = ngx_http_iothub_twin_policy_node(b, set[k]);
@@ -1269,25 +1453,32 @@ ngx_http_iothub_twin_policy_state_bits(ngx_http_iothub_twin_policy_build_t *b,
         nd = ngx_http_iothub_twin_policy_deny_bits(b, set[k]);
 
         for (w = 0; w < nw; w++) {
-            a[w] |= na[w];
-            d[w] |= nd[w];
+            if (!b->read) {
+                a[w] |= na[w];
+                d[w] |= nd[w];
 
-            if (node->sticky) {
+                if (node->sticky) {
+                    r[w] |= na[w];
+                }
+
+            } else if (node->sticky) {
                 r[w] |= na[w];
+                d[w] |= nd[w];
+
+            } else {
+                a[w] |= na[w];
+                e[w] |= nd[w];
             }
         }
     }
 
-    if (ngx_http_iothub_twin_policy_words(b, a, &allow) != 0
-        || ngx_http_iothub_twin_policy_words(b, r, &rest) != 0
-        || ngx_http_iothub_twin_policy_words(b, d, &deny) != 0)
+    if (ngx_http_iothub_twin_policy_words(b, a, &st->allow) != 0
+        || ngx_http_iothub_twin_policy_words(b, r, &st->rest) != 0
+        || ngx_http_iothub_twin_policy_words(b, d, &st->deny) != 0
+        || ngx_http_iothub_twin_policy_words(b, e, &st->below) != 0)
     {
         return -1;
     }
-
-    st->allow = allow;
-    st->rest = rest;
-    st->deny = deny;
 
     return 0;
 }

@@ -28,6 +28,10 @@
 
 #define NGX_HTTP_IOTHUB_TWIN_POLICY_TAGS      0
 #define NGX_HTTP_IOTHUB_TWIN_POLICY_DESIRED   1
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_REPORTED  2
+
+/* the automaton of the read scopes, over whole paths of the twin */
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_READ      3
 
 #define NGX_HTTP_IOTHUB_TWIN_POLICY_ALLOWED   0
 #define NGX_HTTP_IOTHUB_TWIN_POLICY_UNCOVERED 1
@@ -95,11 +99,19 @@ typedef struct {
     uint32_t                              ndevices;
     uint32_t                              nmodules;
 
-    /* by section: tags, properties.desired */
+    /* by section: tags, properties.desired (and properties.reported) */
     ngx_http_iothub_twin_policy_path_t   *allow[2];
-    ngx_http_iothub_twin_policy_path_t   *deny[2];
+    ngx_http_iothub_twin_policy_path_t   *deny[3];
     uint32_t                              nallow[2];
-    uint32_t                              ndeny[2];
+    uint32_t                              ndeny[3];
+
+    /*
+     * "read", whole paths of the twin ("**" alone: nsegs 0, rest 1);
+     * without it (read_given 0) the rule reads what it may write
+     */
+    ngx_http_iothub_twin_policy_path_t   *read;
+    uint32_t                              nread;
+    unsigned                              read_given;
 } ngx_http_iothub_twin_policy_rule_t;
 
 
@@ -143,6 +155,15 @@ typedef struct {
  *   rest   rules with a "**" pattern covering it and everything below
  *   deny   rules with a deny pattern matching it, an ancestor or a
  *          descendant of it
+ *   below  0
+ *
+ * In the read automaton, where every read pattern covers what it names
+ * and everything below it:
+ *
+ *   allow  rules with a read pattern naming a descendant of the node
+ *   rest   rules with a read pattern naming the node or an ancestor
+ *   deny   rules with a deny pattern naming the node or an ancestor
+ *   below  rules with a deny pattern naming a descendant
  */
 
 typedef struct {
@@ -150,6 +171,7 @@ typedef struct {
     uint32_t                              allow;
     uint32_t                              rest;
     uint32_t                              deny;
+    uint32_t                              below;
 } ngx_http_iothub_twin_policy_state_t;
 
 
@@ -191,6 +213,9 @@ struct ngx_http_iothub_twin_caller_s {
 
     /* by section; NULL if no rule names a path there */
     ngx_http_iothub_twin_policy_dfa_t    *paths[2];
+
+    /* the read scopes and the denies, from the twin's top level */
+    ngx_http_iothub_twin_policy_dfa_t    *read;
 
     unsigned                              report:1;
     unsigned                              require_if_match:1;

@@ -89,6 +89,13 @@ static int ngx_http_iothub_twin_policy_parse_paths(
     ngx_http_iothub_twin_policy_rule_t *r, json_t *arr, const char *where);
 static unsigned ngx_http_iothub_twin_policy_deny_section(
     const unsigned char *p, size_t len, size_t *skip);
+static int ngx_http_iothub_twin_policy_parse_read(
+    ngx_http_iothub_twin_policy_ctx_t *ctx,
+    ngx_http_iothub_twin_policy_rule_t *r, json_t *arr);
+static int ngx_http_iothub_twin_policy_read_shape(
+    ngx_http_iothub_twin_policy_ctx_t *ctx,
+    const ngx_http_iothub_twin_policy_path_t *pp, const unsigned char *s,
+    size_t len);
 static int ngx_http_iothub_twin_policy_parse_path(
     ngx_http_iothub_twin_policy_ctx_t *ctx, const char *where,
     ngx_http_iothub_twin_policy_path_t *pp, const unsigned char *s,
@@ -892,7 +899,8 @@ ngx_http_iothub_twin_policy_parse_rule(ngx_http_iothub_twin_policy_ctx_t *ctx,
     json_t  *v;
 
     static const char *const  fields[] = {
-        "operations", "devices", "modules", "tags", "desired", "deny", NULL
+        "operations", "devices", "modules", "tags", "desired", "deny",
+        "read", NULL
     };
 
     ctx->rule = ri;
@@ -954,6 +962,11 @@ ngx_http_iothub_twin_policy_parse_rule(ngx_http_iothub_twin_policy_ctx_t *ctx,
     if (v != NULL
         && ngx_http_iothub_twin_policy_parse_paths(ctx, r, v, "deny") != 0)
     {
+        return -1;
+    }
+
+    v = json_object_get(obj, "read");
+    if (v != NULL && ngx_http_iothub_twin_policy_parse_read(ctx, r, v) != 0) {
         return -1;
     }
 
@@ -1268,7 +1281,7 @@ ngx_http_iothub_twin_policy_parse_paths(ngx_http_iothub_twin_policy_ctx_t *ctx,
     ngx_http_iothub_twin_policy_rule_t *r, json_t *arr, const char *where)
 {
     char                                 shown[NGX_HTTP_IOTHUB_TWIN_SHOWN];
-    size_t                               i, n, len, skip, ntags;
+    size_t                               i, n, len, skip, count[3];
     json_t                              *v;
     unsigned                             s, deny;
     const unsigned char                 *p;
@@ -1294,9 +1307,9 @@ ngx_http_iothub_twin_policy_parse_paths(ngx_http_iothub_twin_policy_ctx_t *ctx,
 
     if (deny) {
 
-        /* kept by section, those of tags first */
+        /* kept by section: tags, desired, reported */
 
-        ntags = 0;
+        memset(count, 0, sizeof(count));
 
         json_array_foreach(arr, i, v) {
             p = (const unsigned char *) json_string_value(v);
@@ -1304,22 +1317,24 @@ ngx_http_iothub_twin_policy_parse_paths(ngx_http_iothub_twin_policy_ctx_t *ctx,
 
             s = ngx_http_iothub_twin_policy_deny_section(p, len, &skip);
 
-            if (s == NGX_HTTP_IOTHUB_TWIN_POLICY_TAGS) {
-                ntags++;
-
-            } else if (s != NGX_HTTP_IOTHUB_TWIN_POLICY_DESIRED) {
+            if (s > NGX_HTTP_IOTHUB_TWIN_POLICY_REPORTED) {
                 ctx->item = i;
                 (void) ngx_http_iothub_twin_policy_escape(shown,
                                                           sizeof(shown), p,
                                                           len, 1);
                 return ngx_http_iothub_twin_policy_fail(ctx, where,
-                                       "\"%s\": must begin with \"tags.\" or"
-                                       " \"properties.desired.\"", shown);
+                                       "\"%s\": must begin with \"tags.\","
+                                       " \"properties.desired.\" or"
+                                       " \"properties.reported.\"", shown);
             }
+
+            count[s]++;
         }
 
         r->deny[NGX_HTTP_IOTHUB_TWIN_POLICY_TAGS] = list;
-        r->deny[NGX_HTTP_IOTHUB_TWIN_POLICY_DESIRED] = list + ntags;
+        r->deny[NGX_HTTP_IOTHUB_TWIN_POLICY_DESIRED] = list + count[0];
+        r->deny[NGX_HTTP_IOTHUB_TWIN_POLICY_REPORTED] = list + count[0]
+                                                        + count[1];
 
     } else {
         s = (where[0] == 't') ? NGX_HTTP_IOTHUB_TWIN_POLICY_TAGS
@@ -1359,7 +1374,7 @@ ngx_http_iothub_twin_policy_parse_paths(ngx_http_iothub_twin_policy_ctx_t *ctx,
 }
 
 
-/* the section a deny pattern begins with, 2 if none; skip: its prefix */
+/* the section a deny pattern begins with, 3 if none; skip: its prefix */
 
 static unsigned
 ngx_http_iothub_twin_policy_deny_section(const unsigned char *p, size_t len,
@@ -1367,6 +1382,7 @@ ngx_http_iothub_twin_policy_deny_section(const unsigned char *p, size_t len,
 {
     static const char  tags[] = "tags.";
     static const char  desired[] = "properties.desired.";
+    static const char  reported[] = "properties.reported.";
 
     if (len >= sizeof(tags) - 1 && memcmp(p, tags, sizeof(tags) - 1) == 0) {
         *skip = sizeof(tags) - 1;
@@ -1380,7 +1396,130 @@ ngx_http_iothub_twin_policy_deny_section(const unsigned char *p, size_t len,
         return NGX_HTTP_IOTHUB_TWIN_POLICY_DESIRED;
     }
 
-    return 2;
+    if (len >= sizeof(reported) - 1
+        && memcmp(p, reported, sizeof(reported) - 1) == 0)
+    {
+        *skip = sizeof(reported) - 1;
+        return NGX_HTTP_IOTHUB_TWIN_POLICY_REPORTED;
+    }
+
+    return 3;
+}
+
+
+/* "read": whole paths of the twin, each checked for its shape */
+
+static int
+ngx_http_iothub_twin_policy_parse_read(ngx_http_iothub_twin_policy_ctx_t *ctx,
+    ngx_http_iothub_twin_policy_rule_t *r, json_t *arr)
+{
+    size_t                               i, n, len;
+    json_t                              *v;
+    const unsigned char                 *p;
+    ngx_http_iothub_twin_policy_path_t  *list;
+
+    if (ngx_http_iothub_twin_policy_list(ctx, "read", arr, 0) != 0) {
+        return -1;
+    }
+
+    n = json_array_size(arr);
+
+    r->read_given = 1;
+
+    if (n == 0) {
+        return 0;
+    }
+
+    list = ngx_http_iothub_twin_policy_alloc(ctx->policy,
+                             n * sizeof(ngx_http_iothub_twin_policy_path_t));
+    if (list == NULL) {
+        return ngx_http_iothub_twin_policy_fail(ctx, NULL, "out of memory");
+    }
+
+    r->read = list;
+    r->nread = (uint32_t) n;
+
+    json_array_foreach(arr, i, v) {
+        ctx->item = i;
+
+        p = (const unsigned char *) json_string_value(v);
+        len = json_string_length(v);
+
+        list[i].index = (uint16_t) i;
+
+        if (ngx_http_iothub_twin_policy_parse_path(ctx, "read", &list[i], p,
+                                                   len, p, len)
+            != 0
+            || ngx_http_iothub_twin_policy_read_shape(ctx, &list[i], p, len)
+               != 0)
+        {
+            return -1;
+        }
+    }
+
+    ctx->item = NGX_HTTP_IOTHUB_TWIN_POLICY_NONE;
+
+    return 0;
+}
+
+
+/*
+ * The twin's nodes: below the top level only tags and properties are
+ * objects the filter walks into, and properties holds the two sections.
+ */
+
+static int
+ngx_http_iothub_twin_policy_read_shape(ngx_http_iothub_twin_policy_ctx_t *ctx,
+    const ngx_http_iothub_twin_policy_path_t *pp, const unsigned char *s,
+    size_t len)
+{
+    char                                      shown[NGX_HTTP_IOTHUB_TWIN_SHOWN];
+    const char                               *why;
+    const ngx_http_iothub_twin_policy_seg_t  *seg;
+
+    /* "**": the whole twin */
+
+    if (pp->nsegs == 0) {
+        return 0;
+    }
+
+    seg = &pp->segs[0];
+    why = NULL;
+
+    if (seg->any) {
+        why = "a top-level member is named, not matched with \"*\"; \"**\""
+              " alone reads the whole twin";
+
+    } else if (seg->len == 4 && memcmp(seg->data, "tags", 4) == 0) {
+        return 0;
+
+    } else if (seg->len == 10 && memcmp(seg->data, "properties", 10) == 0) {
+        seg = &pp->segs[1];
+
+        if (pp->nsegs > 1
+            && (seg->any
+                || !((seg->len == 7 && memcmp(seg->data, "desired", 7) == 0)
+                     || (seg->len == 8
+                         && memcmp(seg->data, "reported", 8) == 0))))
+        {
+            why = "below \"properties\" only \"desired\" and \"reported\""
+                  " may be named";
+        }
+
+    } else if (pp->nsegs > 1) {
+        why = "only tags and properties are read below the top level; name"
+              " the member as a whole";
+    }
+
+    if (why == NULL) {
+        return 0;
+    }
+
+    (void) ngx_http_iothub_twin_policy_escape(shown, sizeof(shown), s, len,
+                                              1);
+
+    return ngx_http_iothub_twin_policy_fail(ctx, "read", "\"%s\": %s",
+                                            shown, why);
 }
 
 

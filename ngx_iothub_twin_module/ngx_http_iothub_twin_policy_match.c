@@ -3,7 +3,8 @@
  * Copyright (C) ngx_iothub_twin developers
  *
  * The policy matcher: at request time, finds the caller and decides
- * whether it may do an operation on a twin and write each path.
+ * whether it may do an operation on a twin, write each path and read each
+ * node of the answer.
  */
 
 
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ngx_http_iothub_twin_filter.h"
 #include "ngx_http_iothub_twin_policy_data.h"
 
 
@@ -63,6 +65,15 @@ static int ngx_http_iothub_twin_policy_meets(
 static size_t ngx_http_iothub_twin_policy_deny_index(
     const ngx_http_iothub_twin_policy_rule_t *r, unsigned s,
     const unsigned char *path, const size_t *ends, size_t n);
+static int ngx_http_iothub_twin_policy_always(const unsigned char *path,
+    size_t len);
+static int ngx_http_iothub_twin_policy_read_walk(
+    ngx_http_iothub_twin_policy_decision_t *d,
+    const ngx_http_iothub_twin_policy_dfa_t *dfa, const unsigned char *path,
+    size_t len);
+static int ngx_http_iothub_twin_policy_read_verdict(
+    const ngx_http_iothub_twin_policy_decision_t *d,
+    const ngx_http_iothub_twin_policy_dfa_t *dfa, uint32_t st, int *final);
 static int ngx_http_iothub_twin_policy_refuse(
     ngx_http_iothub_twin_policy_decision_t *d, const unsigned char *path,
     size_t len, const char *fmt, ...) __attribute__ ((format (printf, 4, 5)));
@@ -331,6 +342,7 @@ ngx_http_iothub_twin_policy_target(ngx_http_iothub_twin_policy_decision_t *d,
     d->reason[0] = '\0';
     d->path[0] = '\0';
     d->walk_section = 0;
+    d->read_walked = 0;
 
     if (c == NULL) {
         return ngx_http_iothub_twin_policy_refuse(d, NULL, 0,
@@ -985,6 +997,219 @@ ngx_http_iothub_twin_policy_deny_index(
     }
 
     return 0;
+}
+
+
+int
+ngx_http_iothub_twin_policy_read(void *data, const unsigned char *path,
+    size_t len)
+{
+    int                                      rc;
+    ngx_http_iothub_twin_policy_decision_t  *d = data;
+
+    if (d == NULL || !d->target_ok || d->caller == NULL) {
+        return NGX_HTTP_IOTHUB_TWIN_READ_NONE;
+    }
+
+    if (ngx_http_iothub_twin_policy_always(path, len)) {
+        return NGX_HTTP_IOTHUB_TWIN_READ_ALL;
+    }
+
+    rc = NGX_HTTP_IOTHUB_TWIN_READ_NONE;
+
+    if (d->caller->read != NULL) {
+        rc = ngx_http_iothub_twin_policy_read_walk(d, d->caller->read, path,
+                                                   len);
+    }
+
+    /* the twin itself holds at least the members every rule reads */
+
+    if (len == 0 && rc == NGX_HTTP_IOTHUB_TWIN_READ_NONE) {
+        rc = NGX_HTTP_IOTHUB_TWIN_READ_SOME;
+    }
+
+    return rc;
+}
+
+
+int
+ngx_http_iothub_twin_policy_read_all(
+    const ngx_http_iothub_twin_policy_decision_t *d)
+{
+    int  final;
+
+    if (d == NULL || !d->target_ok || d->caller == NULL
+        || d->caller->read == NULL)
+    {
+        return 0;
+    }
+
+    return ngx_http_iothub_twin_policy_read_verdict(d, d->caller->read, 1,
+                                                    &final)
+           == NGX_HTTP_IOTHUB_TWIN_READ_ALL;
+}
+
+
+/* what every client needs to go on: which twin, and how to write again */
+
+static int
+ngx_http_iothub_twin_policy_always(const unsigned char *path, size_t len)
+{
+    switch (len) {
+
+    case 4:
+        return memcmp(path, "etag", 4) == 0;
+
+    case 7:
+        return memcmp(path, "version", 7) == 0;
+
+    case 8:
+        return memcmp(path, "deviceId", 8) == 0
+               || memcmp(path, "moduleId", 8) == 0;
+
+    default:
+        return 0;
+    }
+}
+
+
+/*
+ * One lookup per key in the read automaton, from the twin's top level,
+ * resuming from the previous path's walk where both share their first
+ * keys, and stopping at a node whose verdict holds for all below it (ALL,
+ * or denied).
+ */
+
+static int
+ngx_http_iothub_twin_policy_read_walk(ngx_http_iothub_twin_policy_decision_t *d,
+    const ngx_http_iothub_twin_policy_dfa_t *dfa, const unsigned char *path,
+    size_t len)
+{
+    int                   rc, final;
+    size_t                j, n, same, keep, start;
+    size_t                ends[NGX_HTTP_IOTHUB_TWIN_POLICY_READ_DEPTH + 1];
+    uint32_t              st;
+    const unsigned char  *p, *end, *dot;
+
+    /* ends[j]: where key j ends; keys past the walk's depth are not kept */
+
+    n = 0;
+    ends[0] = 0;
+    end = path + len;
+
+    for (p = path; len > 0; p = dot + 1) {
+        dot = memchr(p, '.', end - p);
+        if (dot == NULL) {
+            dot = end;
+        }
+
+        ends[++n] = dot - path;
+
+        if (dot == end || n == NGX_HTTP_IOTHUB_TWIN_POLICY_READ_DEPTH) {
+            break;
+        }
+    }
+
+    j = 0;
+    st = 1;
+
+    if (d->read_walked) {
+        for (j = (n < d->read_depth) ? n : d->read_depth; j > 0; j--) {
+            if (ends[j] == d->read_end[j]
+                && memcmp(path, d->read_path, ends[j]) == 0)
+            {
+                break;
+            }
+        }
+
+        st = d->read_state[j];
+    }
+
+    same = (j > 0) ? ends[j] : 0;
+
+    for ( ;; ) {
+        d->read_state[j] = st;
+
+        rc = ngx_http_iothub_twin_policy_read_verdict(d, dfa, st, &final);
+
+        if (j == n || final) {
+            break;
+        }
+
+        start = (j > 0) ? ends[j] + 1 : 0;
+        st = ngx_http_iothub_twin_policy_step(dfa, st, path + start,
+                                              ends[j + 1] - start);
+        j++;
+    }
+
+    /* deeper than the walk goes: only a verdict for the subtree holds */
+
+    if (j == n && ends[n] < len && !final) {
+        rc = NGX_HTTP_IOTHUB_TWIN_READ_NONE;
+    }
+
+    /* keep the walk as far as its bytes fit */
+
+    while (j > 0 && ends[j] > NGX_HTTP_IOTHUB_TWIN_POLICY_WALK) {
+        j--;
+    }
+
+    keep = (len < NGX_HTTP_IOTHUB_TWIN_POLICY_WALK)
+           ? len : NGX_HTTP_IOTHUB_TWIN_POLICY_WALK;
+
+    if (keep > same) {
+        memcpy(d->read_path + same, path + same, keep - same);
+    }
+
+    d->read_walked = 1;
+    d->read_depth = (uint16_t) j;
+
+    for (/* void */; j > 0; j--) {
+        d->read_end[j] = (uint16_t) ends[j];
+    }
+
+    return rc;
+}
+
+
+/*
+ * The verdict of state st (+ 1, 0: none) for the decision's rules; final
+ * if it holds for everything below too.
+ */
+
+static int
+ngx_http_iothub_twin_policy_read_verdict(
+    const ngx_http_iothub_twin_policy_decision_t *d,
+    const ngx_http_iothub_twin_policy_dfa_t *dfa, uint32_t st, int *final)
+{
+    const ngx_http_iothub_twin_policy_state_t  *state;
+
+    *final = 1;
+
+    if (st == 0) {
+        return NGX_HTTP_IOTHUB_TWIN_READ_NONE;
+    }
+
+    state = &dfa->states[st - 1];
+
+    if (ngx_http_iothub_twin_policy_meets(d, dfa, state->deny)) {
+        return NGX_HTTP_IOTHUB_TWIN_READ_NONE;
+    }
+
+    if (ngx_http_iothub_twin_policy_meets(d, dfa, state->rest)) {
+        if (!ngx_http_iothub_twin_policy_meets(d, dfa, state->below)) {
+            return NGX_HTTP_IOTHUB_TWIN_READ_ALL;
+        }
+
+        *final = 0;
+        return NGX_HTTP_IOTHUB_TWIN_READ_SOME;
+    }
+
+    *final = 0;
+
+    return ngx_http_iothub_twin_policy_meets(d, dfa, state->allow)
+           ? NGX_HTTP_IOTHUB_TWIN_READ_SOME
+           : NGX_HTTP_IOTHUB_TWIN_READ_NONE;
 }
 
 

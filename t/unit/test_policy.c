@@ -666,15 +666,18 @@ test_load_errors(void)
         { ONE_RULE("{\"operations\":[\"update\"],\"devices\":[\"d\"],"
                    "\"deny\":[\"location.*\"]}"),
           "t.json: caller \"a\": rules[0].deny[0]: \"location.*\": must"
-          " begin with \"tags.\" or \"properties.desired.\"" },
+          " begin with \"tags.\", \"properties.desired.\" or"
+          " \"properties.reported.\"" },
         { ONE_RULE("{\"operations\":[\"update\"],\"devices\":[\"d\"],"
-                   "\"deny\":[\"tags.a\",\"properties.reported.x\"]}"),
-          "t.json: caller \"a\": rules[0].deny[1]: \"properties.reported.x\":"
-          " must begin with \"tags.\" or \"properties.desired.\"" },
+                   "\"deny\":[\"tags.a\",\"properties.x\"]}"),
+          "t.json: caller \"a\": rules[0].deny[1]: \"properties.x\":"
+          " must begin with \"tags.\", \"properties.desired.\" or"
+          " \"properties.reported.\"" },
         { ONE_RULE("{\"operations\":[\"update\"],\"devices\":[\"d\"],"
                    "\"deny\":[\"tags\"]}"),
           "t.json: caller \"a\": rules[0].deny[0]: \"tags\": must begin"
-          " with \"tags.\" or \"properties.desired.\"" },
+          " with \"tags.\", \"properties.desired.\" or"
+          " \"properties.reported.\"" },
         { ONE_RULE("{\"operations\":[\"update\"],\"devices\":[\"d\"],"
                    "\"deny\":[\"tags.\"]}"),
           "t.json: caller \"a\": rules[0].deny[0]: \"tags.\": an empty"

@@ -8,7 +8,10 @@
  * built directly for the reference matcher of test_policy_ref.h (the
  * matcher before compilation); random targets and sequences of written
  * paths (deletes, document order, shared prefixes, invalid paths) must
- * get the same verdicts, the same deny entries named, from both.
+ * get the same verdicts, the same deny entries named, from both.  Read
+ * scopes too: random "read" lists (or none, the default), denies of the
+ * three sections, and sequences of a twin's nodes, with written paths
+ * between them on the same decision, get the verdicts of ref_read().
  *
  * SEED=<n> in the environment picks another sequence; ROUNDS=<n> more
  * policies.
@@ -67,6 +70,14 @@ static void diff_ids(ref_id_t **list, uint32_t *n, int modules,
     unsigned *device_twin);
 static void diff_id(ref_id_t *id, int modules);
 static void diff_paths(ref_rule_t *r, const char *field, int deny);
+static void diff_reads(ref_rule_t *r);
+static void diff_read(ref_path_t *pp);
+static void diff_read_nodes(decision_t *d, const diff_caller_t *dc,
+    const uint64_t *matched, int target_ok, char (*paths)[64], size_t npaths,
+    const char *name);
+static void diff_random_node(char *buf, const char *prev);
+static int diff_ref_read(const diff_caller_t *dc, const uint64_t *matched,
+    const char *path);
 static void diff_path(ref_path_t *pp, int deny, unsigned *section);
 static void *diff_pool(size_t size);
 static void diff_decide(const ngx_http_iothub_twin_caller_t *c,
@@ -108,6 +119,8 @@ static diff_caller_t   diff_callers[DIFF_CALLERS];
 
 static unsigned long   diff_ndecisions, ndiff_paths, diff_nmismatch;
 static unsigned long   diff_counts[5];   /* allowed, uncovered, denied, .. */
+static unsigned long   diff_nnodes, diff_nread_all, diff_nnodes_refused;
+static unsigned long   diff_read_counts[3];   /* NONE, ALL, SOME */
 
 
 int
@@ -140,9 +153,15 @@ main(void)
     /* tap.h's string comparison is not needed here */
     (void) tap_is_str;
 
+    printf("# %lu nodes read after an allowed target: %lu NONE, %lu ALL,"
+           " %lu SOME; %lu after a refused one; %lu decisions read the"
+           " whole twin\n", diff_nnodes, diff_read_counts[0],
+           diff_read_counts[1], diff_read_counts[2], diff_nnodes_refused,
+           diff_nread_all);
+
     tap_ok(diff_nmismatch == 0, "%s",
            "the compiled matcher agrees with the reference on every"
-           " target and path");
+           " target, path and node read");
 
     /* a test that could not fail would prove nothing */
 
@@ -150,6 +169,13 @@ main(void)
            && diff_counts[1] > ndiff_paths / 20
            && diff_counts[2] > ndiff_paths / 20, "%s",
            "allowed, uncovered and denied paths each make 5% or more");
+
+    tap_ok(diff_read_counts[0] > diff_nnodes / 20
+           && diff_read_counts[1] > diff_nnodes / 20
+           && diff_read_counts[2] > diff_nnodes / 20
+           && diff_nread_all > 0, "%s",
+           "NONE, ALL and SOME nodes each make 5% or more, and some"
+           " decisions read the whole twin");
 
     return tap_done();
 }
@@ -333,6 +359,7 @@ diff_rule(ref_rule_t *r)
     diff_paths(r, "tags", 0);
     diff_paths(r, "desired", 0);
     diff_paths(r, "deny", 1);
+    diff_reads(r);
 
     diff_json("}");
 }
@@ -447,7 +474,7 @@ diff_paths(ref_rule_t *r, const char *field, int deny)
         r->allow[s] = diff_pool((count + 1) * sizeof(ref_path_t));
 
     } else {
-        for (s = 0; s < 2; s++) {
+        for (s = 0; s < 3; s++) {
             r->deny[s] = diff_pool((count + 1) * sizeof(ref_path_t));
         }
     }
@@ -481,9 +508,13 @@ diff_path(ref_path_t *pp, int deny, unsigned *section)
 
     diff_json("\"");
 
+    static const char *const  prefixes[] = {
+        "tags.", "properties.desired.", "properties.reported."
+    };
+
     if (deny) {
-        *section = diff_below(2);
-        diff_json("%s", *section ? "properties.desired." : "tags.");
+        *section = diff_below(3);
+        diff_json("%s", prefixes[*section]);
     }
 
     n = diff_below(4);
@@ -704,6 +735,293 @@ diff_decide(const ngx_http_iothub_twin_caller_t *c, const diff_caller_t *dc,
                           expect);
             return;
         }
+    }
+
+    diff_read_nodes(&d, dc, matched,
+                    target_rc == 0 && op != NGX_HTTP_IOTHUB_TWIN_OP_READ
+                    ? 2 : (target_rc == 0), paths, n, name);
+}
+
+
+/*
+ * The twin's nodes, often in document order, on the decision that wrote
+ * the paths, some of them written again in between (target_ok 2: with
+ * the verdicts of writes checked).
+ */
+
+static void
+diff_read_nodes(decision_t *d, const diff_caller_t *dc,
+    const uint64_t *matched, int target_ok, char (*paths)[64], size_t npaths,
+    const char *name)
+{
+    int     rc, want, kind, all;
+    char    nodes[16][64], t[64];
+    size_t  i, k, n, ri, di;
+
+    n = 1 + diff_below(16);
+
+    for (i = 0; i < n; i++) {
+        diff_random_node(nodes[i], i ? nodes[i - 1] : NULL);
+    }
+
+    if (diff_below(3) != 0) {
+        for (i = 1; i < n; i++) {
+            for (k = i; k > 0 && strcmp(nodes[k - 1], nodes[k]) > 0; k--) {
+                memcpy(t, nodes[k], sizeof(t));
+                memcpy(nodes[k], nodes[k - 1], sizeof(t));
+                memcpy(nodes[k - 1], t, sizeof(t));
+            }
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        if (diff_below(4) == 0) {
+            k = diff_below(npaths);
+            rc = ngx_http_iothub_twin_policy_path(d,
+                                   (const unsigned char *) paths[k],
+                                   strlen(paths[k]), 0);
+
+            if (target_ok == 2) {
+                kind = diff_ref_path(dc, matched, paths[k], &ri, &di);
+                want = (kind == REF_ALLOWED) ? 0 : -1;
+
+                if (rc != want) {
+                    diff_mismatch("caller %s: write \"%s\" between reads:"
+                                  " rc %d (want %d)", name, paths[k], rc,
+                                  want);
+                    return;
+                }
+            }
+        }
+
+        rc = ngx_http_iothub_twin_policy_read(d,
+                                   (const unsigned char *) nodes[i],
+                                   strlen(nodes[i]));
+        want = target_ok ? diff_ref_read(dc, matched, nodes[i])
+                         : REF_READ_NONE;
+
+        if (target_ok) {
+            diff_nnodes++;
+            diff_read_counts[want]++;
+
+        } else {
+            diff_nnodes_refused++;
+        }
+
+        if (rc != want) {
+            diff_mismatch("caller %s op %d, node %zu \"%s\": verdict %d"
+                          " (want %d)", name, d->op, i, nodes[i], rc, want);
+            return;
+        }
+    }
+
+    all = target_ok && diff_ref_read(dc, matched, "") == REF_READ_ALL;
+    diff_nread_all += all;
+
+    if (ngx_http_iothub_twin_policy_read_all(d) != all) {
+        diff_mismatch("caller %s op %d: read_all %d (want %d)", name, d->op,
+                      !all, all);
+    }
+}
+
+
+/* the reference's verdict on a node's path ("" the twin itself) */
+
+static int
+diff_ref_read(const diff_caller_t *dc, const uint64_t *matched,
+    const char *path)
+{
+    size_t       n;
+    ref_key_t    keys[64];
+    const char  *p, *dot;
+
+    n = 0;
+
+    for (p = path; *path != '\0' && n < 64; p = dot + 1) {
+        dot = strchr(p, '.');
+
+        keys[n].data = (const unsigned char *) p;
+        keys[n].len = dot ? (size_t) (dot - p) : strlen(p);
+        n++;
+
+        if (dot == NULL) {
+            break;
+        }
+    }
+
+    return ref_read(dc->rules, dc->nrules, matched, keys, n);
+}
+
+
+/* "read" of 0 to 3 patterns, or none for the default */
+
+static void
+diff_reads(ref_rule_t *r)
+{
+    size_t  i, count;
+
+    if (diff_below(3) == 0) {
+        return;
+    }
+
+    count = diff_below(4);
+
+    r->read_given = 1;
+    r->read = diff_pool((count + 1) * sizeof(ref_path_t));
+
+    diff_json(",\"read\":[");
+
+    for (i = 0; i < count; i++) {
+        if (i) {
+            diff_json(",");
+        }
+
+        diff_read(&r->read[r->nread++]);
+    }
+
+    diff_json("]");
+}
+
+
+/* a read pattern and the reference's whole path for it */
+
+static void
+diff_read(ref_path_t *pp)
+{
+    size_t                  i, n, base;
+    const char             *name;
+    const diff_seg_atom_t  *a;
+
+    static const char *const  tops[] = {
+        "status", "modelId", "capabilities", "tags", "properties",
+        "deviceId"
+    };
+
+    static const char *const  bases[][2] = {
+        { "tags", NULL }, { "properties", "desired" },
+        { "properties", "reported" }, { "properties", NULL }
+    };
+
+    pp->segs = diff_pool(8 * sizeof(ref_seg_t));
+    pp->nsegs = 0;
+    pp->rest = 0;
+
+    diff_json("\"");
+
+    switch (diff_below(8)) {
+
+    case 0:
+        diff_json("**");
+        pp->rest = 1;
+        break;
+
+    case 1:
+        name = tops[diff_below(sizeof(tops) / sizeof(tops[0]))];
+        diff_json("%s", name);
+        pp->segs[0].data = (const unsigned char *) name;
+        pp->segs[0].len = (uint32_t) strlen(name);
+        pp->nsegs = 1;
+        break;
+
+    default:
+        base = diff_below(4);
+
+        for (i = 0; i < 2 && bases[base][i]; i++) {
+            diff_json("%s%s", i ? "." : "", bases[base][i]);
+            pp->segs[i].data = (const unsigned char *) bases[base][i];
+            pp->segs[i].len = (uint32_t) strlen(bases[base][i]);
+            pp->nsegs++;
+        }
+
+        n = (base == 3) ? 0 : diff_below(4);
+
+        for (i = 0; i < n; i++) {
+            a = &diff_seg_atoms[diff_below(sizeof(diff_seg_atoms)
+                                           / sizeof(diff_seg_atoms[0]))];
+            diff_json(".%s", a->json);
+
+            pp->segs[pp->nsegs].any = a->any;
+            pp->segs[pp->nsegs].data = (const unsigned char *) a->key;
+            pp->segs[pp->nsegs].len = a->key ? (uint32_t) strlen(a->key)
+                                             : 0;
+            pp->nsegs++;
+        }
+
+        if (diff_below(3) == 0) {
+            diff_json(".**");
+            pp->rest = 1;
+        }
+
+        break;
+    }
+
+    diff_json("\"");
+}
+
+
+/* a node of a twin, or one step away from prev */
+
+static void
+diff_random_node(char *buf, const char *prev)
+{
+    size_t       i, n;
+    const char  *dot;
+
+    static const char *const  tops[] = {
+        "", "deviceId", "moduleId", "etag", "version", "status", "modelId",
+        "capabilities", "tags", "properties", "properties.desired",
+        "properties.reported", "properties.other", "connectionState"
+    };
+
+    static const char *const  bases[] = {
+        "tags", "properties.desired", "properties.reported"
+    };
+
+    if (diff_below(6) == 0) {
+        strcpy(buf, tops[diff_below(sizeof(tops) / sizeof(tops[0]))]);
+        return;
+    }
+
+    if (prev != NULL && strlen(prev) < 40 && diff_below(3) != 0
+        && (strncmp(prev, "tags", 4) == 0
+            || strncmp(prev, "properties.", 11) == 0))
+    {
+        switch (diff_below(3)) {
+
+        case 0:
+            snprintf(buf, 64, "%s.%s", prev,
+                     diff_keys[diff_below(sizeof(diff_keys)
+                                          / sizeof(diff_keys[0]))]);
+            return;
+
+        case 1:
+            dot = strrchr(prev, '.');
+
+            if (dot != NULL && dot - prev > 4
+                && strncmp(dot, ".desired", 8) != 0
+                && strncmp(dot, ".reported", 9) != 0)
+            {
+                snprintf(buf, 64, "%.*s.%s", (int) (dot - prev), prev,
+                         diff_keys[diff_below(sizeof(diff_keys)
+                                              / sizeof(diff_keys[0]))]);
+                return;
+            }
+
+            break;
+
+        default:
+            strcpy(buf, prev);
+            return;
+        }
+    }
+
+    strcpy(buf, bases[diff_below(3)]);
+    n = diff_below(5);
+
+    for (i = 0; i < n; i++) {
+        strcat(buf, ".");
+        strcat(buf, diff_keys[diff_below(sizeof(diff_keys)
+                                         / sizeof(diff_keys[0]))]);
     }
 }
 

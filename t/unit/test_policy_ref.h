@@ -7,6 +7,10 @@
  * matched rule compared in turn), its functions renamed ref_* and given
  * their own types.  The only change: IDs' globs use the compiled form's
  * wildcard bytes, so that an escaped '*' or '?' stays literal.
+ *
+ * Beside it, ref_read(): the read verdict of a node from the read
+ * patterns and denies of the matched rules, compared in turn, as
+ * ngx_http_iothub_twin_policy.h defines it.
  */
 
 
@@ -28,6 +32,15 @@
 #define REF_ALLOWED    0
 #define REF_UNCOVERED  1
 #define REF_DENIED     2
+
+#define REF_READ_NONE  0
+#define REF_READ_ALL   1
+#define REF_READ_SOME  2
+
+/* how a pattern stands to a path: it names the path or an ancestor ... */
+#define REF_AT         1
+/* ... or only descendants */
+#define REF_BELOW      2
 
 
 typedef struct {
@@ -62,9 +75,14 @@ typedef struct {
     uint32_t              ndevices;
     uint32_t              nmodules;
     ref_path_t           *allow[2];
-    ref_path_t           *deny[2];
+    ref_path_t           *deny[3];     /* tags, desired, reported */
     uint32_t              nallow[2];
-    uint32_t              ndeny[2];
+    uint32_t              ndeny[3];
+
+    /* "read": whole paths from the top level, prefixes included */
+    ref_path_t           *read;
+    uint32_t              nread;
+    unsigned              read_given;
 } ref_rule_t;
 
 
@@ -82,6 +100,21 @@ static int ref_allows(const ref_path_t *pp, const ref_key_t *keys, size_t n);
 static int ref_overlaps(const ref_path_t *pp, const ref_key_t *keys,
     size_t n);
 static int ref_agree(const ref_path_t *pp, const ref_key_t *keys, size_t m);
+static int ref_relate(const ref_seg_t *pre, size_t npre,
+    const ref_path_t *pp, const ref_key_t *keys, size_t n);
+
+
+/* the keys before a section's patterns: tags, desired, reported */
+
+static const ref_seg_t  ref_prefixes[3][2] = {
+    { { (const unsigned char *) "tags", 4, 0 }, { NULL, 0, 0 } },
+    { { (const unsigned char *) "properties", 10, 0 },
+      { (const unsigned char *) "desired", 7, 0 } },
+    { { (const unsigned char *) "properties", 10, 0 },
+      { (const unsigned char *) "reported", 8, 0 } }
+};
+
+static const size_t  ref_nprefix[3] = { 1, 2, 2 };
 
 
 static int
@@ -261,6 +294,124 @@ ref_agree(const ref_path_t *pp, const ref_key_t *keys, size_t m)
     }
 
     return 1;
+}
+
+
+/*
+ * The read verdict of the node whose keys (from the top level) are
+ * keys[0 .. n - 1], for the matched rules: every read pattern covers what
+ * it names and everything below; a rule without "read" reads its tags and
+ * desired patterns; denies of all three sections count.
+ */
+
+static int
+ref_read(const ref_rule_t *rules, size_t nrules, const uint64_t *matched,
+    const ref_key_t *keys, size_t n)
+{
+    int                at, below, dat, dbelow, rel, v;
+    size_t             w, i, k, t, words;
+    uint64_t           bits;
+    const ref_rule_t  *r;
+
+    static const char *const  always[] = {
+        "deviceId", "moduleId", "etag", "version"
+    };
+
+    if (n == 1) {
+        for (k = 0; k < 4; k++) {
+            if (keys[0].len == strlen(always[k])
+                && memcmp(keys[0].data, always[k], keys[0].len) == 0)
+            {
+                return REF_READ_ALL;
+            }
+        }
+    }
+
+    at = 0;
+    below = 0;
+    dat = 0;
+    dbelow = 0;
+    words = (nrules + 63) / 64;
+
+    for (w = 0; w < words; w++) {
+
+        for (bits = matched[w]; bits; bits &= bits - 1) {
+            i = w * 64 + __builtin_ctzll(bits);
+            r = &rules[i];
+
+            if (r->read_given) {
+                for (k = 0; k < r->nread; k++) {
+                    rel = ref_relate(NULL, 0, &r->read[k], keys, n);
+                    at |= (rel == REF_AT);
+                    below |= (rel == REF_BELOW);
+                }
+
+            } else {
+                for (t = 0; t < 2; t++) {
+                    for (k = 0; k < r->nallow[t]; k++) {
+                        rel = ref_relate(ref_prefixes[t], ref_nprefix[t],
+                                         &r->allow[t][k], keys, n);
+                        at |= (rel == REF_AT);
+                        below |= (rel == REF_BELOW);
+                    }
+                }
+            }
+
+            for (t = 0; t < 3; t++) {
+                for (k = 0; k < r->ndeny[t]; k++) {
+                    rel = ref_relate(ref_prefixes[t], ref_nprefix[t],
+                                     &r->deny[t][k], keys, n);
+                    dat |= (rel == REF_AT);
+                    dbelow |= (rel == REF_BELOW);
+                }
+            }
+        }
+    }
+
+    if (dat) {
+        v = REF_READ_NONE;
+
+    } else if (at) {
+        v = dbelow ? REF_READ_SOME : REF_READ_ALL;
+
+    } else {
+        v = below ? REF_READ_SOME : REF_READ_NONE;
+    }
+
+    /* the twin itself: at least the four members above */
+
+    if (n == 0 && v == REF_READ_NONE) {
+        v = REF_READ_SOME;
+    }
+
+    return v;
+}
+
+
+/* the prefix's keys, then the pattern's, against the path's */
+
+static int
+ref_relate(const ref_seg_t *pre, size_t npre, const ref_path_t *pp,
+    const ref_key_t *keys, size_t n)
+{
+    size_t            i, m, total;
+    const ref_seg_t  *seg;
+
+    total = npre + pp->nsegs;
+    m = (total < n) ? total : n;
+
+    for (i = 0; i < m; i++) {
+        seg = (i < npre) ? &pre[i] : &pp->segs[i - npre];
+
+        if (!seg->any
+            && (seg->len != keys[i].len
+                || memcmp(seg->data, keys[i].data, seg->len) != 0))
+        {
+            return 0;
+        }
+    }
+
+    return (total <= n) ? REF_AT : REF_BELOW;
 }
 
 
