@@ -368,7 +368,7 @@ class Twin:
     @staticmethod
     def _section(values, updated, version):
         section = copy.deepcopy(values)
-        section["$metadata"] = {"$lastUpdated": updated}
+        section["$metadata"] = section_metadata(values, updated, version)
         section["$version"] = version
         return section
 
@@ -380,6 +380,20 @@ class Twin:
             self.desired_updated = iso_now()
         self.tags = tags
         self.version += 1
+
+
+def section_metadata(values, updated, version):
+    """$metadata as the hub writes it: one entry per key, nested like the
+    values, each with $lastUpdated and $lastUpdatedVersion (the emulator
+    keeps one time and version per section, not per key)."""
+    meta = {"$lastUpdated": updated, "$lastUpdatedVersion": version}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            meta[key] = section_metadata(value, updated, version)
+        else:
+            meta[key] = {"$lastUpdated": updated,
+                         "$lastUpdatedVersion": version}
+    return meta
 
 
 def canonical(doc):

@@ -334,6 +334,8 @@ static ngx_http_variable_t  ngx_http_iothub_twin_vars[] = {
     ngx_http_iothub_twin_var("iothub_twin_decision", decision),
     ngx_http_iothub_twin_var("iothub_twin_reason", reason),
     ngx_http_iothub_twin_var("iothub_twin_policy_mode", mode),
+    ngx_http_iothub_twin_var("iothub_twin_withheld", withheld),
+    ngx_http_iothub_twin_var("iothub_twin_withheld_paths", withheld_paths),
 
     { ngx_string("iothub_twin_caller"), NULL,
       ngx_http_iothub_twin_caller_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },

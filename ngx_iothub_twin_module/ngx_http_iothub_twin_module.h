@@ -20,6 +20,7 @@
 #include "ngx_http_iothub_twin_etag.h"
 #include "ngx_http_iothub_twin_patch.h"
 #include "ngx_http_iothub_twin_policy.h"
+#include "ngx_http_iothub_twin_filter.h"
 
 
 #define NGX_HTTP_IOTHUB_TWIN_API_VERSION   "2021-04-12"
@@ -169,6 +170,8 @@ typedef struct {
     ngx_str_t                        reason;
     ngx_str_t                        mode;
     ngx_str_t                        values;
+    ngx_str_t                        withheld;
+    ngx_str_t                        withheld_paths;
 
     const ngx_http_iothub_twin_caller_t
                                     *caller;

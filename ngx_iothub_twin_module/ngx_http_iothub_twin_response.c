@@ -23,6 +23,8 @@ static ngx_int_t ngx_http_iothub_twin_release(ngx_http_request_t *r,
     ngx_http_iothub_twin_ctx_t *ctx, ngx_chain_t *rest);
 static ngx_int_t ngx_http_iothub_twin_twin_etag(ngx_http_request_t *r,
     ngx_http_iothub_twin_ctx_t *ctx);
+static ngx_int_t ngx_http_iothub_twin_read_scope(ngx_http_request_t *r,
+    ngx_http_iothub_twin_ctx_t *ctx);
 static ngx_int_t ngx_http_iothub_twin_bad_answer(ngx_http_request_t *r,
     ngx_http_iothub_twin_ctx_t *ctx, const char *why);
 
@@ -155,6 +157,10 @@ ngx_http_iothub_twin_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     }
 
     rc = ngx_http_iothub_twin_twin_etag(r, ctx);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_iothub_twin_read_scope(r, ctx);
+    }
 
     if (rc == NGX_DECLINED) {
         return ngx_http_iothub_twin_bad_answer(r, ctx, "is not a twin");
@@ -331,6 +337,88 @@ ngx_http_iothub_twin_twin_etag(ngx_http_request_t *r,
     h->value.len = info.etag_len + 2;
 
     r->headers_out.etag = h;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The twin the caller gets holds only what its rules let it read: one
+ * streaming pass over the held answer into a buffer of the same size.  A
+ * twin that cannot be parsed never reaches a scoped caller (NGX_DECLINED:
+ * a 502).  In report mode the whole twin passes, and what would have been
+ * withheld is counted and logged.
+ */
+
+static ngx_int_t
+ngx_http_iothub_twin_read_scope(ngx_http_request_t *r,
+    ngx_http_iothub_twin_ctx_t *ctx)
+{
+    u_char                         *p;
+    size_t                          len;
+    ngx_http_iothub_twin_filter_t   f;
+
+    if (ctx->policy == NULL
+        || ngx_http_iothub_twin_policy_read_all(ctx->policy))
+    {
+        return NGX_OK;
+    }
+
+    ngx_memzero(&f, sizeof(ngx_http_iothub_twin_filter_t));
+    f.read = ngx_http_iothub_twin_policy_read;
+    f.data = ctx->policy;
+    f.report = ctx->policy->report;
+
+    if (!f.report) {
+        f.out = ngx_pnalloc(r->pool, ctx->resp_len);
+        if (f.out == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_http_iothub_twin_filter(&f, ctx->resp, ctx->resp_len) != 0) {
+        return NGX_DECLINED;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->withheld.data = p;
+    ctx->withheld.len = ngx_sprintf(p, "%ui", (ngx_uint_t) f.withheld) - p;
+
+    len = ngx_strlen(f.first);
+
+    if (len) {
+        ctx->withheld_paths.data = ngx_pnalloc(r->pool, len);
+        if (ctx->withheld_paths.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(ctx->withheld_paths.data, f.first, len);
+        ctx->withheld_paths.len = len;
+    }
+
+    if (f.report) {
+        if (f.withheld) {
+            ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                          "iothub_twin: report mode, would withhold %ui "
+                          "nodes of the twin from caller \"%V\": %s",
+                          (ngx_uint_t) f.withheld, &ctx->caller_name,
+                          f.first);
+        }
+
+        return NGX_OK;
+    }
+
+    ngx_pfree(r->pool, ctx->resp);
+
+    ctx->resp = f.out;
+    ctx->resp_len = f.out_len;
+
+    ngx_http_clear_content_length(r);
+    r->headers_out.content_length_n = f.out_len;
 
     return NGX_OK;
 }

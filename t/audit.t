@@ -50,6 +50,9 @@ sub send_patch {
 # nginx writes the access log line after the answer: wait for a new one
 my $seen = 0;
 
+# what the caller's read scope withheld of the answer, from the last record
+my ($withheld, $withheld_paths);
+
 sub record {
     my @lines;
     for (1 .. 100) {
@@ -63,6 +66,7 @@ sub record {
          'time');
     like(delete $rec->{request_time}, qr/^\d+\.\d{3}$/, 'request_time');
     my $up = delete $rec->{upstream_time};
+    ($withheld, $withheld_paths) = delete @$rec{qw(withheld withheld_paths)};
     like(delete $rec->{hub_request_id}, qr/^([0-9a-f-]{36})?$/,
          'the hub\'s request id when the hub answered');
     return ($rec, $up, scalar @lines);
@@ -87,6 +91,10 @@ is_deeply($rec, {
     upstream_status => '200', hub_error => '',
     etag => 'AAAAAAAAAAI=', version => '2',
 }, 'allowed write: the record') or diag explain $rec;
+like($withheld, qr/^[1-9][0-9]*$/,
+     'allowed write: nodes of the answer withheld (the default read scope)');
+like($withheld_paths, qr/\S/,
+     'allowed write: the first of them named');
 
 # a policy refusal
 

@@ -47,6 +47,7 @@ my $SDK_VERSION = do {
 my $KEY_A = encode_base64('backend-a primary key, tests only', '');
 my $KEY_A2 = encode_base64('backend-a secondary key, tests only', '');
 my $KEY_B = encode_base64('backend-b primary key, tests only', '');
+my $KEY_OPS = encode_base64('ops caller primary key, tests only', '');
 my $WRONG = encode_base64('not the key of any caller at all', '');
 
 sub cs { "HostName=localhost;SharedAccessKeyName=$_[0];SharedAccessKey=$_[1]" }
@@ -72,6 +73,18 @@ my $CALLERS = {
         'backend-b' => {
             keys => { primary => $KEY_B },
             rules => [ { operations => ['read'], devices => ['dev2'] } ],
+        },
+        # a fleet operations service: writes desired telemetry, reads the
+        # reported firmware and the status
+        'ops' => {
+            keys => { primary => $KEY_OPS },
+            rules => [ {
+                operations => ['read', 'update'],
+                devices => ['dev1'],
+                desired => ['telemetry.**'],
+                read => ['properties.desired.telemetry.**',
+                         'properties.reported.firmware.**', 'status'],
+            } ],
         },
     },
 };
@@ -398,6 +411,45 @@ sdk_error($r[2], 'UnauthorizedError', 401, 'IotHubUnauthorizedAccess', $unauth,
           'an expired token: UnauthorizedError');
 ok($r[3]{ok}, 'the secondary key: ok') or diag(explain($r[3]));
 is(scalar @{$t->hub_requests}, 1, 'only the secondary key\'s read forwarded');
+
+# a caller with a read scope: what the SDK gets is cut down to it, and the
+# SDK goes on working with it (getTwin, Twin.update with the etag it read,
+# updateTwin with that etag)
+
+my $CS_OPS = cs('ops', $KEY_OPS);
+
+$t->hub_reset;
+@r = sdk({ op => 'getTwin', deviceId => 'dev1', connectionString => $CS_OPS },
+         { op => 'twinUpdate', deviceId => 'dev1', connectionString => $CS_OPS,
+           patch => { properties => { desired => { telemetry => {
+               interval => 45 } } } } });
+ok($r[0]{ok}, 'read scope, getTwin: ok') or diag(explain($r[0]));
+is($r[0]{result}{properties}{reported}{firmware}{version}, '1.0.3',
+   'read scope, getTwin: the reported firmware');
+is($r[0]{result}{status}, 'enabled', 'read scope, getTwin: the status');
+ok(!exists $r[0]{result}{tags}{location},
+   'read scope, getTwin: no tags it may not read');
+ok(!exists $r[0]{result}{properties}{reported}{telemetry},
+   'read scope, getTwin: no reported telemetry');
+ok($r[1]{ok}, 'read scope, Twin.update: ok') or diag(explain($r[1]));
+is($r[1]{result}{properties}{desired}{telemetry}{interval}, 45,
+   'read scope, Twin.update: the SDK sees its own change');
+is($t->hub_twin('dev1')->{properties}{desired}{telemetry}{interval}, 45,
+   'read scope, Twin.update: hub state');
+$seen = $t->hub_requests;
+is(join(' ', map { "$_->{method} " . join('', IoTHubTwin::header($_, 'If-Match')) } @$seen),
+   qq{GET  GET  PATCH "$r[0]{result}{etag}"},
+   'read scope, Twin.update: the PATCH carried the etag it read');
+
+$twin = $t->hub_twin('dev1');
+$r = sdk({ op => 'updateTwin', deviceId => 'dev1', connectionString => $CS_OPS,
+           etag => $twin->{etag},
+           patch => { properties => { desired => { telemetry => {
+               interval => 50 } } } } });
+ok($r->{ok}, 'read scope, updateTwin with the etag read: ok')
+    or diag(explain($r));
+ok(!exists $r->{result}{tags}{location},
+   'read scope, updateTwin: the answer is cut down too');
 
 # throttled: limit_req keyed on the caller, 429 in the hub's shape, which
 # the SDK raises as ThrottlingError; another caller has its own budget
