@@ -47,8 +47,18 @@
 #if (defined __GNUC__)
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_PRINTF(f, a)                              \
     __attribute__((format(printf, f, a)))
+/* the per-token fast paths go into the loop; their rare ends stay out */
+#define NGX_HTTP_IOTHUB_TWIN_PATCH_HOT                                       \
+    __inline__ __attribute__((always_inline))
+#define NGX_HTTP_IOTHUB_TWIN_PATCH_COLD       __attribute__((noinline))
+#define ngx_http_iothub_twin_patch_likely(x)   __builtin_expect(!!(x), 1)
+#define ngx_http_iothub_twin_patch_unlikely(x) __builtin_expect(!!(x), 0)
 #else
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_PRINTF(f, a)
+#define NGX_HTTP_IOTHUB_TWIN_PATCH_HOT        NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE
+#define NGX_HTTP_IOTHUB_TWIN_PATCH_COLD
+#define ngx_http_iothub_twin_patch_likely(x)   (x)
+#define ngx_http_iothub_twin_patch_unlikely(x) (x)
 #endif
 
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_SMALL      8
@@ -218,8 +228,13 @@ static int ngx_http_iothub_twin_patch_emit(
 static const unsigned char *ngx_http_iothub_twin_patch_scan_string(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *p,
     size_t *len);
-static const unsigned char *ngx_http_iothub_twin_patch_scan_key(
+static NGX_HTTP_IOTHUB_TWIN_PATCH_HOT const unsigned char *
+    ngx_http_iothub_twin_patch_scan_key(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *p,
+    unsigned char *dst, size_t cap, ngx_http_iothub_twin_patch_key_t *k);
+static NGX_HTTP_IOTHUB_TWIN_PATCH_COLD const unsigned char *
+    ngx_http_iothub_twin_patch_scan_key_long(
+    ngx_http_iothub_twin_patch_state_t *st, const unsigned char *s,
     unsigned char *dst, size_t cap, ngx_http_iothub_twin_patch_key_t *k);
 static const unsigned char *ngx_http_iothub_twin_patch_scan_key_slow(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *s,
@@ -1635,7 +1650,9 @@ ngx_http_iothub_twin_patch_scan_string(ngx_http_iothub_twin_patch_state_t *st,
 /*
  * A key (or an id value): validates it, writes its decoded bytes to dst as
  * far as cap allows, hashes them and notes the first byte forbidden in twin
- * keys.  Most keys are plain ASCII: they take the short way.
+ * keys.  Most keys are plain ASCII of less than 16 bytes: one 16-byte scan
+ * finds the closing quote, one copy moves them and two words hash them, in
+ * the caller's loop; the rest takes ngx_http_iothub_twin_patch_scan_key_long.
  */
 
 static const unsigned char *
@@ -1643,15 +1660,78 @@ ngx_http_iothub_twin_patch_scan_key(ngx_http_iothub_twin_patch_state_t *st,
     const unsigned char *p, unsigned char *dst, size_t cap,
     ngx_http_iothub_twin_patch_key_t *k)
 {
+#if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
+    size_t                n;
+    uint64_t              h, lo, hi;
+    unsigned              m;
+    const unsigned char  *s;
+
+    s = p + 1;
+
+    if (ngx_http_iothub_twin_patch_likely(st->end - s >= 16)) {
+        m = ngx_http_iothub_twin_patch_key_stop16(s);
+        n = (size_t) __builtin_ctz(m | 0x10000);
+
+        if (ngx_http_iothub_twin_patch_likely(n < 16 && s[n] == '"')) {
+
+            if (cap >= 16) {
+                /* one fixed-size copy, the excess is scratch */
+                memcpy(dst, s, 16);
+
+            } else if (cap) {
+                memcpy(dst, s, n < cap ? n : cap);
+            }
+
+            /* what ngx_http_iothub_twin_patch_hash_run() makes of it */
+
+            lo = ngx_http_iothub_twin_patch_load64(s);
+            h = st->basis;
+
+            if (n >= 8) {
+                h = (h ^ lo) * NGX_HTTP_IOTHUB_TWIN_PATCH_HASH_MUL;
+                h ^= h >> 29;
+                hi = ngx_http_iothub_twin_patch_load64(s + 8)
+                     & (((uint64_t) 1 << ((n - 8) * 8)) - 1);
+
+            } else {
+                hi = lo & (((uint64_t) 1 << (n * 8)) - 1);
+            }
+
+            h = (h ^ hi ^ ((uint64_t) n << 32))
+                * NGX_HTTP_IOTHUB_TWIN_PATCH_HASH_MUL;
+            h ^= h >> 33;
+            h *= NGX_HTTP_IOTHUB_TWIN_PATCH_HASH_MUL2;
+            h ^= h >> 29;
+
+            k->len = n;
+            k->hash = (uint32_t) h ? (uint32_t) h : 1;
+            k->bad = 0;
+
+            return s + n + 1;
+        }
+    }
+#endif
+
+    return ngx_http_iothub_twin_patch_scan_key_long(st, p + 1, dst, cap, k);
+}
+
+
+/* s is after the opening quote */
+
+static const unsigned char *
+ngx_http_iothub_twin_patch_scan_key_long(
+    ngx_http_iothub_twin_patch_state_t *st, const unsigned char *s,
+    unsigned char *dst, size_t cap, ngx_http_iothub_twin_patch_key_t *k)
+{
     size_t                              n;
-    const unsigned char                *s, *end;
+    const unsigned char                *p, *end;
     ngx_http_iothub_twin_patch_hash_t   hs;
 #if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
     unsigned                            m;
 #endif
 
     end = st->end;
-    s = ++p;
+    p = s;
 
 #if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
     while (end - p >= 16) {
