@@ -213,16 +213,19 @@ static int ngx_http_iothub_twin_patch_overflows(const unsigned char *ip,
 static const unsigned char *ngx_http_iothub_twin_patch_literal(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *p,
     unsigned mode);
-static int ngx_http_iothub_twin_patch_leaf(
+static NGX_HTTP_IOTHUB_TWIN_PATCH_HOT int
+    ngx_http_iothub_twin_patch_leaf(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *at,
     unsigned mode, size_t size, int is_delete);
-static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE int
+static NGX_HTTP_IOTHUB_TWIN_PATCH_HOT int
     ngx_http_iothub_twin_patch_add_size(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *at,
     size_t n);
-static int ngx_http_iothub_twin_patch_too_big(
+static NGX_HTTP_IOTHUB_TWIN_PATCH_COLD int
+    ngx_http_iothub_twin_patch_too_big(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *at);
-static int ngx_http_iothub_twin_patch_emit(
+static NGX_HTTP_IOTHUB_TWIN_PATCH_HOT int
+    ngx_http_iothub_twin_patch_emit(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *at,
     int is_delete);
 static const unsigned char *ngx_http_iothub_twin_patch_scan_string(
@@ -846,9 +849,21 @@ ngx_http_iothub_twin_patch_member(ngx_http_iothub_twin_patch_state_t *st,
 
         st->path_end = lv->path_len + 1 + (k.len < cap ? k.len : cap);
 
-        if (ngx_http_iothub_twin_patch_insert(st, lv, p, k.hash) != 0
-            || ngx_http_iothub_twin_patch_section_key(st, p, &k) != 0)
+        if (ngx_http_iothub_twin_patch_insert(st, lv, p, k.hash) != 0) {
+            return NULL;
+        }
+
+        /* a plain key of 1 to max_key_len bytes that fits the path */
+
+        if (ngx_http_iothub_twin_patch_likely(
+                k.bad == 0 && k.len - 1 < st->p->limits.max_key_len
+                && k.len <= cap))
         {
+            if (ngx_http_iothub_twin_patch_add_size(st, p, k.len) != 0) {
+                return NULL;
+            }
+
+        } else if (ngx_http_iothub_twin_patch_section_key(st, p, &k) != 0) {
             return NULL;
         }
 
