@@ -205,7 +205,12 @@ static const unsigned char *ngx_http_iothub_twin_patch_string_value(
 static const unsigned char *ngx_http_iothub_twin_patch_id_value(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *p,
     unsigned mode);
-static const unsigned char *ngx_http_iothub_twin_patch_number(
+static NGX_HTTP_IOTHUB_TWIN_PATCH_HOT const unsigned char *
+    ngx_http_iothub_twin_patch_number(
+    ngx_http_iothub_twin_patch_state_t *st, const unsigned char *p,
+    unsigned mode);
+static NGX_HTTP_IOTHUB_TWIN_PATCH_COLD const unsigned char *
+    ngx_http_iothub_twin_patch_number_slow(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *p,
     unsigned mode);
 static int ngx_http_iothub_twin_patch_overflows(const unsigned char *ip,
@@ -304,6 +309,8 @@ static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE unsigned
     ngx_http_iothub_twin_patch_stop16(const unsigned char *p);
 static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE unsigned
     ngx_http_iothub_twin_patch_key_stop16(const unsigned char *p);
+static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE unsigned
+    ngx_http_iothub_twin_patch_digits16(const unsigned char *p);
 #endif
 static void ngx_http_iothub_twin_patch_set_path(
     ngx_http_iothub_twin_patch_state_t *st, const char *path);
@@ -1215,9 +1222,73 @@ ngx_http_iothub_twin_patch_id_value(ngx_http_iothub_twin_patch_state_t *st,
 }
 
 
+/*
+ * Most numbers are a few digits, perhaps with a fraction: one 16-byte scan
+ * finds the digit runs.  With fewer than 16 integer digits and no exponent
+ * an integer is within +-2^52 and a real is finite, so nothing else needs
+ * checking; the rest, the top level and the errors take
+ * ngx_http_iothub_twin_patch_number_slow.
+ */
+
 static const unsigned char *
 ngx_http_iothub_twin_patch_number(ngx_http_iothub_twin_patch_state_t *st,
     const unsigned char *p, unsigned mode)
+{
+#if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
+    size_t                n, flen;
+    unsigned              m;
+    const unsigned char  *d;
+
+    if (ngx_http_iothub_twin_patch_likely(
+            (mode == NGX_HTTP_IOTHUB_TWIN_PATCH_V_MEMBER
+             || mode == NGX_HTTP_IOTHUB_TWIN_PATCH_V_INNER
+             || mode == NGX_HTTP_IOTHUB_TWIN_PATCH_V_ANY)
+            && st->end - p >= 17))
+    {
+        d = p + (*p == '-');
+
+        /* a bit for each byte that is not a digit, and one past them */
+        m = ngx_http_iothub_twin_patch_digits16(d) | 0x10000;
+        n = (size_t) __builtin_ctz(m);
+
+        if (n == 0 || n == 16 || (n > 1 && d[0] == '0')) {
+            goto slow;
+        }
+
+        if (d[n] == '.') {
+            flen = (size_t) __builtin_ctz(m >> (n + 1));
+
+            if (flen == 0 || n + 1 + flen >= 16) {
+                goto slow;
+            }
+
+            n += 1 + flen;
+        }
+
+        if (d[n] == 'e' || d[n] == 'E') {
+            goto slow;
+        }
+
+        if (mode != NGX_HTTP_IOTHUB_TWIN_PATCH_V_ANY
+            && ngx_http_iothub_twin_patch_leaf(st, p, mode, 8, 0) != 0)
+        {
+            return NULL;
+        }
+
+        return d + n;
+    }
+
+slow:
+#endif
+
+    return ngx_http_iothub_twin_patch_number_slow(st, p, mode);
+}
+
+
+static const unsigned char *
+ngx_http_iothub_twin_patch_number_slow(
+    ngx_http_iothub_twin_patch_state_t *st, const unsigned char *p,
+    unsigned mode)
 {
     int                   neg, real, eneg;
     long                  exp;
@@ -2795,6 +2866,24 @@ ngx_http_iothub_twin_patch_stop16(const unsigned char *p)
             _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
 
     return (unsigned) _mm_movemask_epi8(m);
+}
+
+
+/* a bit for each of p[0 .. 15] that is not a decimal digit */
+
+static unsigned
+ngx_http_iothub_twin_patch_digits16(const unsigned char *p)
+{
+    __m128i  v, m;
+
+    /* bytes from 0x80 are negative: below '0' */
+
+    v = _mm_loadu_si128((const __m128i *) p);
+
+    m = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
+                      _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1)));
+
+    return ~(unsigned) _mm_movemask_epi8(m) & 0xffff;
 }
 
 
