@@ -129,7 +129,7 @@ typedef struct {
     uint32_t                              nkeys;
     uint32_t                              base;     /* table region */
     uint32_t                              cap;      /* 0: keys in small */
-    uint32_t                              filter;   /* hashes in small */
+    uint64_t                              filter;   /* hashes in small */
     unsigned                              level;    /* objects in section */
     unsigned char                         kind;
     unsigned char                         mode;     /* mode when opened */
@@ -504,6 +504,10 @@ value:
                                                  "unexpected end of input");
     }
 
+dispatch:
+
+    /* p < end, at a byte that is not whitespace */
+
     switch (*p) {
 
     case '"':
@@ -572,9 +576,20 @@ key:
                                                  "expected a string key");
     }
 
+member:
+
     p = ngx_http_iothub_twin_patch_member(st, lv, p, &mode);
     if (p == NULL) {
         return -1;
+    }
+
+    /* compact JSON: the ':' and the value right after the key */
+
+    if (ngx_http_iothub_twin_patch_likely(end - p >= 2 && p[0] == ':'
+                                          && p[1] > ' '))
+    {
+        p++;
+        goto dispatch;
     }
 
     p = ngx_http_iothub_twin_patch_ws(p, end);
@@ -592,6 +607,25 @@ next:
 
     if (lv == NULL) {
         goto done;
+    }
+
+    /* compact JSON: ',' and the next key or element right after it */
+
+    if (ngx_http_iothub_twin_patch_likely(end - p >= 2 && p[0] == ',')) {
+
+        if (lv->object) {
+            if (p[1] == '"') {
+                p++;
+                goto member;
+            }
+
+        } else if (p[1] > ' ') {
+            p++;
+            mode = (lv->kind == NGX_HTTP_IOTHUB_TWIN_PATCH_C_ARRAY)
+                   ? NGX_HTTP_IOTHUB_TWIN_PATCH_V_INNER
+                   : NGX_HTTP_IOTHUB_TWIN_PATCH_V_ANY;
+            goto dispatch;
+        }
     }
 
     p = ngx_http_iothub_twin_patch_ws(p, end);
@@ -2409,12 +2443,13 @@ ngx_http_iothub_twin_patch_insert(ngx_http_iothub_twin_patch_state_t *st,
     ngx_http_iothub_twin_patch_level_t *lv, const unsigned char *key,
     uint32_t hash)
 {
-    uint32_t  n, bit;
+    uint32_t  n;
+    uint64_t  bit;
 
     /* a small object whose filter has not seen the hash: a new key */
 
     n = lv->nkeys;
-    bit = (uint32_t) 1 << (hash >> 27);
+    bit = (uint64_t) 1 << (hash >> 26);
 
     if (n < NGX_HTTP_IOTHUB_TWIN_PATCH_SMALL && (lv->filter & bit) == 0) {
         lv->filter |= bit;
