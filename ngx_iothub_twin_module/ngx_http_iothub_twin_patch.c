@@ -135,6 +135,8 @@ typedef struct {
     unsigned char                         mode;     /* mode when opened */
     unsigned char                         object;
     unsigned char                         overflow; /* check at close */
+    unsigned char                         key_mode; /* V_MEMBER, V_INNER */
+    size_t                                key_cap;  /* path left for keys */
     ngx_http_iothub_twin_patch_slot_t
                                   small[NGX_HTTP_IOTHUB_TWIN_PATCH_SMALL];
 } ngx_http_iothub_twin_patch_level_t;
@@ -809,6 +811,14 @@ ngx_http_iothub_twin_patch_open(ngx_http_iothub_twin_patch_state_t *st,
     lv->mode = (unsigned char) mode;
     lv->object = (unsigned char) object;
     lv->overflow = 0;
+    lv->key_cap = (st->path_end < NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_PATH)
+                  ? NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_PATH - st->path_end - 1 : 0;
+
+    /* 0: the keys are not written paths */
+    lv->key_mode = (kind == NGX_HTTP_IOTHUB_TWIN_PATCH_C_SECTION)
+                   ? NGX_HTTP_IOTHUB_TWIN_PATCH_V_MEMBER
+                   : (kind == NGX_HTTP_IOTHUB_TWIN_PATCH_C_INNER)
+                     ? NGX_HTTP_IOTHUB_TWIN_PATCH_V_INNER : 0;
 
     return 0;
 }
@@ -870,14 +880,11 @@ ngx_http_iothub_twin_patch_member(ngx_http_iothub_twin_patch_state_t *st,
     /* the key is decoded after the path: a failure in it names the object */
 
     st->path_end = lv->path_len;
+    cap = lv->key_cap;
 
-    cap = (lv->path_len < NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_PATH)
-          ? NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_PATH - lv->path_len - 1 : 0;
+    if (ngx_http_iothub_twin_patch_likely(lv->key_mode)) {
 
-    switch (lv->kind) {
-
-    case NGX_HTTP_IOTHUB_TWIN_PATCH_C_SECTION:
-    case NGX_HTTP_IOTHUB_TWIN_PATCH_C_INNER:
+        /* a section object or an object in a section array */
 
         st->path[lv->path_len] = '.';
 
@@ -908,10 +915,11 @@ ngx_http_iothub_twin_patch_member(ngx_http_iothub_twin_patch_state_t *st,
             return NULL;
         }
 
-        *mode = (lv->kind == NGX_HTTP_IOTHUB_TWIN_PATCH_C_SECTION)
-                ? NGX_HTTP_IOTHUB_TWIN_PATCH_V_MEMBER
-                : NGX_HTTP_IOTHUB_TWIN_PATCH_V_INNER;
+        *mode = lv->key_mode;
         return q;
+    }
+
+    switch (lv->kind) {
 
     case NGX_HTTP_IOTHUB_TWIN_PATCH_C_TOP:
 
