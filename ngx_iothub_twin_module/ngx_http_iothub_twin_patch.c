@@ -235,9 +235,14 @@ static NGX_HTTP_IOTHUB_TWIN_PATCH_HOT int
     ngx_http_iothub_twin_patch_emit(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *at,
     int is_delete);
-static const unsigned char *ngx_http_iothub_twin_patch_scan_string(
+static NGX_HTTP_IOTHUB_TWIN_PATCH_HOT const unsigned char *
+    ngx_http_iothub_twin_patch_scan_string(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *p,
     size_t *len);
+static NGX_HTTP_IOTHUB_TWIN_PATCH_COLD const unsigned char *
+    ngx_http_iothub_twin_patch_scan_string_rest(
+    ngx_http_iothub_twin_patch_state_t *st, const unsigned char *start,
+    const unsigned char *p, size_t *len);
 static NGX_HTTP_IOTHUB_TWIN_PATCH_HOT const unsigned char *
     ngx_http_iothub_twin_patch_scan_key(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *p,
@@ -1674,21 +1679,62 @@ ngx_http_iothub_twin_patch_emit(ngx_http_iothub_twin_patch_state_t *st,
 }
 
 
-/* a string value: validates it and counts its decoded bytes */
+/*
+ * A string value: validates it and counts its decoded bytes.  A run of
+ * plain ASCII up to the closing quote is found in the caller's loop, 16
+ * bytes at a time; escapes, other bytes and the last 15 bytes of the input
+ * take ngx_http_iothub_twin_patch_scan_string_rest.
+ */
 
 static const unsigned char *
 ngx_http_iothub_twin_patch_scan_string(ngx_http_iothub_twin_patch_state_t *st,
     const unsigned char *p, size_t *len)
 {
+    const unsigned char  *start;
+#if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
+    unsigned              m;
+#endif
+
+    start = ++p;
+
+#if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
+    while (st->end - p >= 16) {
+        m = ngx_http_iothub_twin_patch_stop16(p);
+
+        if (m) {
+            p += __builtin_ctz(m);
+
+            if (ngx_http_iothub_twin_patch_likely(*p == '"')) {
+                *len = (size_t) (p - start);
+                return p + 1;
+            }
+
+            break;
+        }
+
+        p += 16;
+    }
+#endif
+
+    return ngx_http_iothub_twin_patch_scan_string_rest(st, start, p, len);
+}
+
+
+/* start is after the opening quote, p at the first byte not yet checked */
+
+static const unsigned char *
+ngx_http_iothub_twin_patch_scan_string_rest(
+    ngx_http_iothub_twin_patch_state_t *st, const unsigned char *start,
+    const unsigned char *p, size_t *len)
+{
     size_t                n, shrink;
     uint32_t              cp;
-    const unsigned char  *start, *end, *q;
+    const unsigned char  *end, *q;
 #if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
     unsigned              m;
 #endif
 
     end = st->end;
-    start = ++p;
     shrink = 0;
 
     for ( ;; ) {
