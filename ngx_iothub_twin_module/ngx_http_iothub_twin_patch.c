@@ -317,6 +317,8 @@ static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE unsigned
 static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE unsigned
     ngx_http_iothub_twin_patch_key_stop16(const unsigned char *p);
 static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE unsigned
+    ngx_http_iothub_twin_patch_key_stop(__m128i v);
+static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE unsigned
     ngx_http_iothub_twin_patch_digits16(const unsigned char *p);
 #endif
 static void ngx_http_iothub_twin_patch_set_path(
@@ -1836,6 +1838,7 @@ ngx_http_iothub_twin_patch_scan_key(ngx_http_iothub_twin_patch_state_t *st,
 {
 #if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
     size_t                n;
+    __m128i               v;
     uint64_t              h, lo, hi;
     unsigned              m;
     const unsigned char  *s;
@@ -1843,10 +1846,22 @@ ngx_http_iothub_twin_patch_scan_key(ngx_http_iothub_twin_patch_state_t *st,
     s = p + 1;
 
     if (ngx_http_iothub_twin_patch_likely(st->end - s >= 16)) {
-        m = ngx_http_iothub_twin_patch_key_stop16(s);
-        n = (size_t) __builtin_ctz(m | 0x10000);
 
-        if (ngx_http_iothub_twin_patch_likely(n < 16 && s[n] == '"')) {
+        /*
+         * the key's end comes from the quotes alone, a short dependency
+         * chain from the load to the next token; that no other stop byte
+         * comes before it is checked aside
+         */
+
+        v = _mm_loadu_si128((const __m128i *) s);
+        n = (size_t) __builtin_ctz((unsigned) _mm_movemask_epi8(
+                                       _mm_cmpeq_epi8(v, _mm_set1_epi8('"')))
+                                   | 0x10000);
+        m = ngx_http_iothub_twin_patch_key_stop(v);
+
+        if (ngx_http_iothub_twin_patch_likely(
+                n < 16 && (m & (((unsigned) 1 << n) - 1)) == 0))
+        {
 
             if (cap >= 16) {
                 /* one fixed-size copy, the excess is scratch */
@@ -2981,9 +2996,15 @@ ngx_http_iothub_twin_patch_digits16(const unsigned char *p)
 static unsigned
 ngx_http_iothub_twin_patch_key_stop16(const unsigned char *p)
 {
-    __m128i  v, m;
+    return ngx_http_iothub_twin_patch_key_stop(
+                                  _mm_loadu_si128((const __m128i *) p));
+}
 
-    v = _mm_loadu_si128((const __m128i *) p);
+
+static unsigned
+ngx_http_iothub_twin_patch_key_stop(__m128i v)
+{
+    __m128i  m;
 
     m = _mm_or_si128(
             _mm_or_si128(
