@@ -318,8 +318,6 @@ static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE unsigned
     ngx_http_iothub_twin_patch_key_stop16(const unsigned char *p);
 static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE unsigned
     ngx_http_iothub_twin_patch_key_stop(__m128i v);
-static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE unsigned
-    ngx_http_iothub_twin_patch_digits16(const unsigned char *p);
 #endif
 static void ngx_http_iothub_twin_patch_set_path(
     ngx_http_iothub_twin_patch_state_t *st, const char *path);
@@ -1284,8 +1282,9 @@ ngx_http_iothub_twin_patch_number(ngx_http_iothub_twin_patch_state_t *st,
     const unsigned char *p, unsigned mode)
 {
 #if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
-    size_t                n, flen;
-    unsigned              m;
+    size_t                n;
+    __m128i               v, digits, dots;
+    unsigned              m, md;
     const unsigned char  *d;
 
     if (ngx_http_iothub_twin_patch_likely(
@@ -1296,25 +1295,27 @@ ngx_http_iothub_twin_patch_number(ngx_http_iothub_twin_patch_state_t *st,
     {
         d = p + (*p == '-');
 
-        /* a bit for each byte that is not a digit, and one past them */
-        m = ngx_http_iothub_twin_patch_digits16(d) | 0x10000;
-        n = (size_t) __builtin_ctz(m);
+        /*
+         * the number's end is the first byte that is neither a digit nor
+         * a '.', a short chain from the load to the next token; the
+         * grammar is checked aside: a digit first, no leading zero, at
+         * most one '.' and a digit after it, no exponent
+         */
 
-        if (n == 0 || n == 16 || (n > 1 && d[0] == '0')) {
-            goto slow;
-        }
+        v = _mm_loadu_si128((const __m128i *) d);
+        digits = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
+                               _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1)));
+        dots = _mm_cmpeq_epi8(v, _mm_set1_epi8('.'));
 
-        if (d[n] == '.') {
-            flen = (size_t) __builtin_ctz(m >> (n + 1));
+        n = (size_t) __builtin_ctz(~(unsigned) _mm_movemask_epi8(
+                                       _mm_or_si128(digits, dots)));
+        md = (unsigned) _mm_movemask_epi8(digits);
+        m = (unsigned) _mm_movemask_epi8(dots) & (((unsigned) 1 << n) - 1);
 
-            if (flen == 0 || n + 1 + flen >= 16) {
-                goto slow;
-            }
-
-            n += 1 + flen;
-        }
-
-        if (d[n] == 'e' || d[n] == 'E') {
+        if (n >= 16 || (md & 1) == 0 || (d[0] == '0' && (md & 2))
+            || (m & (m - 1)) != 0 || (m && ((m << 1) & md) == 0)
+            || d[n] == 'e' || d[n] == 'E')
+        {
             goto slow;
         }
 
@@ -2970,24 +2971,6 @@ ngx_http_iothub_twin_patch_stop16(const unsigned char *p)
             _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
 
     return (unsigned) _mm_movemask_epi8(m);
-}
-
-
-/* a bit for each of p[0 .. 15] that is not a decimal digit */
-
-static unsigned
-ngx_http_iothub_twin_patch_digits16(const unsigned char *p)
-{
-    __m128i  v, m;
-
-    /* bytes from 0x80 are negative: below '0' */
-
-    v = _mm_loadu_si128((const __m128i *) p);
-
-    m = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
-                      _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1)));
-
-    return ~(unsigned) _mm_movemask_epi8(m) & 0xffff;
 }
 
 
