@@ -1283,8 +1283,8 @@ ngx_http_iothub_twin_patch_number(ngx_http_iothub_twin_patch_state_t *st,
 {
 #if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
     size_t                n;
-    __m128i               v, digits, dots;
-    unsigned              m, md;
+    __m128i               v, digits, dots, sign;
+    unsigned              m, md, neg;
     const unsigned char  *d;
 
     if (ngx_http_iothub_twin_patch_likely(
@@ -1293,39 +1293,46 @@ ngx_http_iothub_twin_patch_number(ngx_http_iothub_twin_patch_state_t *st,
              || mode == NGX_HTTP_IOTHUB_TWIN_PATCH_V_ANY)
             && st->end - p >= 17))
     {
-        d = p + (*p == '-');
-
         /*
          * the number's end is the first byte that is neither a digit nor
-         * a '.', a short chain from the load to the next token; the
-         * grammar is checked aside: a digit first, no leading zero, at
-         * most one '.' and a digit after it, no exponent
+         * a '.' (nor the '-' of a negative number), a short chain from the
+         * load to the next token; the grammar is checked aside: a digit
+         * first, no leading zero, at most one '.' and a digit after it,
+         * no exponent
          */
 
-        v = _mm_loadu_si128((const __m128i *) d);
+        v = _mm_loadu_si128((const __m128i *) p);
         digits = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
                                _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1)));
         dots = _mm_cmpeq_epi8(v, _mm_set1_epi8('.'));
+        sign = _mm_and_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('-')),
+                             _mm_cvtsi32_si128(0xff));
 
         n = (size_t) __builtin_ctz(~(unsigned) _mm_movemask_epi8(
-                                       _mm_or_si128(digits, dots)));
-        md = (unsigned) _mm_movemask_epi8(digits);
-        m = (unsigned) _mm_movemask_epi8(dots) & (((unsigned) 1 << n) - 1);
+                             _mm_or_si128(_mm_or_si128(digits, dots), sign)));
+
+        neg = (*p == '-');
+        d = p + neg;
+        md = (unsigned) _mm_movemask_epi8(digits) >> neg;
+        m = ((unsigned) _mm_movemask_epi8(dots) & (((unsigned) 1 << n) - 1))
+            >> neg;
 
         if (n >= 16 || (md & 1) == 0 || (d[0] == '0' && (md & 2))
             || (m & (m - 1)) != 0 || (m && ((m << 1) & md) == 0)
-            || d[n] == 'e' || d[n] == 'E')
+            || p[n] == 'e' || p[n] == 'E')
         {
             goto slow;
         }
 
+        p += n;
+
         if (mode != NGX_HTTP_IOTHUB_TWIN_PATCH_V_ANY
-            && ngx_http_iothub_twin_patch_leaf(st, p, mode, 8, 0) != 0)
+            && ngx_http_iothub_twin_patch_leaf(st, p - n, mode, 8, 0) != 0)
         {
             return NULL;
         }
 
-        return d + n;
+        return p;
     }
 
 slow:
