@@ -63,6 +63,7 @@
 
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_SMALL      8
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_MIN_CAP    32
+#define NGX_HTTP_IOTHUB_TWIN_PATCH_FIRST_CAP  128
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_EXCERPT    32
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_HEAD       8
 
@@ -2581,8 +2582,13 @@ ngx_http_iothub_twin_patch_insert_slow(ngx_http_iothub_twin_patch_state_t *st,
             return 0;
         }
 
+        /* room for 96 keys at once where the table has it: fewer grows */
+
         lv->base = st->slot_top;
-        lv->cap = NGX_HTTP_IOTHUB_TWIN_PATCH_MIN_CAP;
+        lv->cap = (st->slot_top + NGX_HTTP_IOTHUB_TWIN_PATCH_FIRST_CAP
+                   <= NGX_HTTP_IOTHUB_TWIN_PATCH_SLOTS)
+                  ? NGX_HTTP_IOTHUB_TWIN_PATCH_FIRST_CAP
+                  : NGX_HTTP_IOTHUB_TWIN_PATCH_MIN_CAP;
         st->slot_top += lv->cap;
 
         slots = st->slots + lv->base;
