@@ -25,9 +25,10 @@
 
 /*
  * SSE2 (always there on x86-64) scans 16 bytes at a time in the hot loops:
- * string and key bodies and whitespace runs.  The portable loops below
- * them do the rest of every input and all of it without SSE2 or with
- * NGX_HTTP_IOTHUB_TWIN_PATCH_NO_SIMD (t/unit/test_patch_scalar.c).
+ * string and key bodies, numbers and whitespace runs.  The portable loops
+ * below them do the rest of every input and all of it without SSE2 or with
+ * NGX_HTTP_IOTHUB_TWIN_PATCH_NO_SIMD (t/unit/test_patch_scalar.c;
+ * t/unit/test_patch_fast.c compares the two).
  */
 #if (defined __SSE2__ && defined __GNUC__                                    \
      && !defined NGX_HTTP_IOTHUB_TWIN_PATCH_NO_SIMD)
