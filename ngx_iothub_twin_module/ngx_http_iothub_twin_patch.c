@@ -25,9 +25,10 @@
 
 /*
  * SSE2 (always there on x86-64) scans 16 bytes at a time in the hot loops:
- * string and key bodies and whitespace runs.  The portable loops below
- * them do the rest of every input and all of it without SSE2 or with
- * NGX_HTTP_IOTHUB_TWIN_PATCH_NO_SIMD (t/unit/test_patch_scalar.c).
+ * string and key bodies, numbers and whitespace runs.  The portable loops
+ * below them do the rest of every input and all of it without SSE2 or with
+ * NGX_HTTP_IOTHUB_TWIN_PATCH_NO_SIMD (t/unit/test_patch_scalar.c;
+ * t/unit/test_patch_fast.c compares the two).
  */
 #if (defined __SSE2__ && defined __GNUC__                                    \
      && !defined NGX_HTTP_IOTHUB_TWIN_PATCH_NO_SIMD)
@@ -47,12 +48,23 @@
 #if (defined __GNUC__)
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_PRINTF(f, a)                              \
     __attribute__((format(printf, f, a)))
+/* the per-token fast paths go into the loop; their rare ends stay out */
+#define NGX_HTTP_IOTHUB_TWIN_PATCH_HOT                                       \
+    __inline__ __attribute__((always_inline))
+#define NGX_HTTP_IOTHUB_TWIN_PATCH_COLD       __attribute__((noinline))
+#define ngx_http_iothub_twin_patch_likely(x)   __builtin_expect(!!(x), 1)
+#define ngx_http_iothub_twin_patch_unlikely(x) __builtin_expect(!!(x), 0)
 #else
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_PRINTF(f, a)
+#define NGX_HTTP_IOTHUB_TWIN_PATCH_HOT        NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE
+#define NGX_HTTP_IOTHUB_TWIN_PATCH_COLD
+#define ngx_http_iothub_twin_patch_likely(x)   (x)
+#define ngx_http_iothub_twin_patch_unlikely(x) (x)
 #endif
 
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_SMALL      8
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_MIN_CAP    32
+#define NGX_HTTP_IOTHUB_TWIN_PATCH_FIRST_CAP  128
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_EXCERPT    32
 #define NGX_HTTP_IOTHUB_TWIN_PATCH_HEAD       8
 
@@ -119,12 +131,14 @@ typedef struct {
     uint32_t                              nkeys;
     uint32_t                              base;     /* table region */
     uint32_t                              cap;      /* 0: keys in small */
-    uint32_t                              filter;   /* hashes in small */
+    uint64_t                              filter;   /* hashes in small */
     unsigned                              level;    /* objects in section */
     unsigned char                         kind;
     unsigned char                         mode;     /* mode when opened */
     unsigned char                         object;
     unsigned char                         overflow; /* check at close */
+    unsigned char                         key_mode; /* V_MEMBER, V_INNER */
+    size_t                                key_cap;  /* path left for keys */
     ngx_http_iothub_twin_patch_slot_t
                                   small[NGX_HTTP_IOTHUB_TWIN_PATCH_SMALL];
 } ngx_http_iothub_twin_patch_level_t;
@@ -195,7 +209,12 @@ static const unsigned char *ngx_http_iothub_twin_patch_string_value(
 static const unsigned char *ngx_http_iothub_twin_patch_id_value(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *p,
     unsigned mode);
-static const unsigned char *ngx_http_iothub_twin_patch_number(
+static NGX_HTTP_IOTHUB_TWIN_PATCH_HOT const unsigned char *
+    ngx_http_iothub_twin_patch_number(
+    ngx_http_iothub_twin_patch_state_t *st, const unsigned char *p,
+    unsigned mode);
+static NGX_HTTP_IOTHUB_TWIN_PATCH_COLD const unsigned char *
+    ngx_http_iothub_twin_patch_number_slow(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *p,
     unsigned mode);
 static int ngx_http_iothub_twin_patch_overflows(const unsigned char *ip,
@@ -203,23 +222,36 @@ static int ngx_http_iothub_twin_patch_overflows(const unsigned char *ip,
 static const unsigned char *ngx_http_iothub_twin_patch_literal(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *p,
     unsigned mode);
-static int ngx_http_iothub_twin_patch_leaf(
+static NGX_HTTP_IOTHUB_TWIN_PATCH_HOT int
+    ngx_http_iothub_twin_patch_leaf(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *at,
     unsigned mode, size_t size, int is_delete);
-static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE int
+static NGX_HTTP_IOTHUB_TWIN_PATCH_HOT int
     ngx_http_iothub_twin_patch_add_size(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *at,
     size_t n);
-static int ngx_http_iothub_twin_patch_too_big(
+static NGX_HTTP_IOTHUB_TWIN_PATCH_COLD int
+    ngx_http_iothub_twin_patch_too_big(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *at);
-static int ngx_http_iothub_twin_patch_emit(
+static NGX_HTTP_IOTHUB_TWIN_PATCH_HOT int
+    ngx_http_iothub_twin_patch_emit(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *at,
     int is_delete);
-static const unsigned char *ngx_http_iothub_twin_patch_scan_string(
+static NGX_HTTP_IOTHUB_TWIN_PATCH_HOT const unsigned char *
+    ngx_http_iothub_twin_patch_scan_string(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *p,
     size_t *len);
-static const unsigned char *ngx_http_iothub_twin_patch_scan_key(
+static NGX_HTTP_IOTHUB_TWIN_PATCH_COLD const unsigned char *
+    ngx_http_iothub_twin_patch_scan_string_rest(
+    ngx_http_iothub_twin_patch_state_t *st, const unsigned char *start,
+    const unsigned char *p, size_t *len);
+static NGX_HTTP_IOTHUB_TWIN_PATCH_HOT const unsigned char *
+    ngx_http_iothub_twin_patch_scan_key(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *p,
+    unsigned char *dst, size_t cap, ngx_http_iothub_twin_patch_key_t *k);
+static NGX_HTTP_IOTHUB_TWIN_PATCH_COLD const unsigned char *
+    ngx_http_iothub_twin_patch_scan_key_long(
+    ngx_http_iothub_twin_patch_state_t *st, const unsigned char *s,
     unsigned char *dst, size_t cap, ngx_http_iothub_twin_patch_key_t *k);
 static const unsigned char *ngx_http_iothub_twin_patch_scan_key_slow(
     ngx_http_iothub_twin_patch_state_t *st, const unsigned char *s,
@@ -286,6 +318,8 @@ static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE unsigned
     ngx_http_iothub_twin_patch_stop16(const unsigned char *p);
 static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE unsigned
     ngx_http_iothub_twin_patch_key_stop16(const unsigned char *p);
+static NGX_HTTP_IOTHUB_TWIN_PATCH_INLINE unsigned
+    ngx_http_iothub_twin_patch_key_stop(__m128i v);
 #endif
 static void ngx_http_iothub_twin_patch_set_path(
     ngx_http_iothub_twin_patch_state_t *st, const char *path);
@@ -479,6 +513,10 @@ value:
                                                  "unexpected end of input");
     }
 
+dispatch:
+
+    /* p < end, at a byte that is not whitespace */
+
     switch (*p) {
 
     case '"':
@@ -547,9 +585,20 @@ key:
                                                  "expected a string key");
     }
 
+member:
+
     p = ngx_http_iothub_twin_patch_member(st, lv, p, &mode);
     if (p == NULL) {
         return -1;
+    }
+
+    /* compact JSON: the ':' and the value right after the key */
+
+    if (ngx_http_iothub_twin_patch_likely(end - p >= 2 && p[0] == ':'
+                                          && p[1] > ' '))
+    {
+        p++;
+        goto dispatch;
     }
 
     p = ngx_http_iothub_twin_patch_ws(p, end);
@@ -567,6 +616,25 @@ next:
 
     if (lv == NULL) {
         goto done;
+    }
+
+    /* compact JSON: ',' and the next key or element right after it */
+
+    if (ngx_http_iothub_twin_patch_likely(end - p >= 2 && p[0] == ',')) {
+
+        if (lv->object) {
+            if (p[1] == '"') {
+                p++;
+                goto member;
+            }
+
+        } else if (p[1] > ' ') {
+            p++;
+            mode = (lv->kind == NGX_HTTP_IOTHUB_TWIN_PATCH_C_ARRAY)
+                   ? NGX_HTTP_IOTHUB_TWIN_PATCH_V_INNER
+                   : NGX_HTTP_IOTHUB_TWIN_PATCH_V_ANY;
+            goto dispatch;
+        }
     }
 
     p = ngx_http_iothub_twin_patch_ws(p, end);
@@ -750,6 +818,14 @@ ngx_http_iothub_twin_patch_open(ngx_http_iothub_twin_patch_state_t *st,
     lv->mode = (unsigned char) mode;
     lv->object = (unsigned char) object;
     lv->overflow = 0;
+    lv->key_cap = (st->path_end < NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_PATH)
+                  ? NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_PATH - st->path_end - 1 : 0;
+
+    /* 0: the keys are not written paths */
+    lv->key_mode = (kind == NGX_HTTP_IOTHUB_TWIN_PATCH_C_SECTION)
+                   ? NGX_HTTP_IOTHUB_TWIN_PATCH_V_MEMBER
+                   : (kind == NGX_HTTP_IOTHUB_TWIN_PATCH_C_INNER)
+                     ? NGX_HTTP_IOTHUB_TWIN_PATCH_V_INNER : 0;
 
     return 0;
 }
@@ -811,14 +887,11 @@ ngx_http_iothub_twin_patch_member(ngx_http_iothub_twin_patch_state_t *st,
     /* the key is decoded after the path: a failure in it names the object */
 
     st->path_end = lv->path_len;
+    cap = lv->key_cap;
 
-    cap = (lv->path_len < NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_PATH)
-          ? NGX_HTTP_IOTHUB_TWIN_PATCH_MAX_PATH - lv->path_len - 1 : 0;
+    if (ngx_http_iothub_twin_patch_likely(lv->key_mode)) {
 
-    switch (lv->kind) {
-
-    case NGX_HTTP_IOTHUB_TWIN_PATCH_C_SECTION:
-    case NGX_HTTP_IOTHUB_TWIN_PATCH_C_INNER:
+        /* a section object or an object in a section array */
 
         st->path[lv->path_len] = '.';
 
@@ -831,16 +904,29 @@ ngx_http_iothub_twin_patch_member(ngx_http_iothub_twin_patch_state_t *st,
 
         st->path_end = lv->path_len + 1 + (k.len < cap ? k.len : cap);
 
-        if (ngx_http_iothub_twin_patch_insert(st, lv, p, k.hash) != 0
-            || ngx_http_iothub_twin_patch_section_key(st, p, &k) != 0)
-        {
+        if (ngx_http_iothub_twin_patch_insert(st, lv, p, k.hash) != 0) {
             return NULL;
         }
 
-        *mode = (lv->kind == NGX_HTTP_IOTHUB_TWIN_PATCH_C_SECTION)
-                ? NGX_HTTP_IOTHUB_TWIN_PATCH_V_MEMBER
-                : NGX_HTTP_IOTHUB_TWIN_PATCH_V_INNER;
+        /* a plain key of 1 to max_key_len bytes that fits the path */
+
+        if (ngx_http_iothub_twin_patch_likely(
+                k.bad == 0 && k.len - 1 < st->p->limits.max_key_len
+                && k.len <= cap))
+        {
+            if (ngx_http_iothub_twin_patch_add_size(st, p, k.len) != 0) {
+                return NULL;
+            }
+
+        } else if (ngx_http_iothub_twin_patch_section_key(st, p, &k) != 0) {
+            return NULL;
+        }
+
+        *mode = lv->key_mode;
         return q;
+    }
+
+    switch (lv->kind) {
 
     case NGX_HTTP_IOTHUB_TWIN_PATCH_C_TOP:
 
@@ -1185,9 +1271,83 @@ ngx_http_iothub_twin_patch_id_value(ngx_http_iothub_twin_patch_state_t *st,
 }
 
 
+/*
+ * Most numbers are a few digits, perhaps with a fraction: one 16-byte scan
+ * finds the digit runs.  With fewer than 16 integer digits and no exponent
+ * an integer is within +-2^52 and a real is finite, so nothing else needs
+ * checking; the rest, the top level and the errors take
+ * ngx_http_iothub_twin_patch_number_slow.
+ */
+
 static const unsigned char *
 ngx_http_iothub_twin_patch_number(ngx_http_iothub_twin_patch_state_t *st,
     const unsigned char *p, unsigned mode)
+{
+#if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
+    size_t                n;
+    __m128i               v, digits, dots, sign;
+    unsigned              m, md, neg;
+    const unsigned char  *d;
+
+    if (ngx_http_iothub_twin_patch_likely(
+            (mode == NGX_HTTP_IOTHUB_TWIN_PATCH_V_MEMBER
+             || mode == NGX_HTTP_IOTHUB_TWIN_PATCH_V_INNER
+             || mode == NGX_HTTP_IOTHUB_TWIN_PATCH_V_ANY)
+            && st->end - p >= 17))
+    {
+        /*
+         * the number's end is the first byte that is neither a digit nor
+         * a '.' (nor the '-' of a negative number), a short chain from the
+         * load to the next token; the grammar is checked aside: a digit
+         * first, no leading zero, at most one '.' and a digit after it,
+         * no exponent
+         */
+
+        v = _mm_loadu_si128((const __m128i *) p);
+        digits = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
+                               _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1)));
+        dots = _mm_cmpeq_epi8(v, _mm_set1_epi8('.'));
+        sign = _mm_and_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('-')),
+                             _mm_cvtsi32_si128(0xff));
+
+        n = (size_t) __builtin_ctz(~(unsigned) _mm_movemask_epi8(
+                             _mm_or_si128(_mm_or_si128(digits, dots), sign)));
+
+        neg = (*p == '-');
+        d = p + neg;
+        md = (unsigned) _mm_movemask_epi8(digits) >> neg;
+        m = ((unsigned) _mm_movemask_epi8(dots) & (((unsigned) 1 << n) - 1))
+            >> neg;
+
+        if (n >= 16 || (md & 1) == 0 || (d[0] == '0' && (md & 2))
+            || (m & (m - 1)) != 0 || (m && ((m << 1) & md) == 0)
+            || p[n] == 'e' || p[n] == 'E')
+        {
+            goto slow;
+        }
+
+        p += n;
+
+        if (mode != NGX_HTTP_IOTHUB_TWIN_PATCH_V_ANY
+            && ngx_http_iothub_twin_patch_leaf(st, p - n, mode, 8, 0) != 0)
+        {
+            return NULL;
+        }
+
+        return p;
+    }
+
+slow:
+#endif
+
+    return ngx_http_iothub_twin_patch_number_slow(st, p, mode);
+}
+
+
+static const unsigned char *
+ngx_http_iothub_twin_patch_number_slow(
+    ngx_http_iothub_twin_patch_state_t *st, const unsigned char *p,
+    unsigned mode)
 {
     int                   neg, real, eneg;
     long                  exp;
@@ -1531,21 +1691,62 @@ ngx_http_iothub_twin_patch_emit(ngx_http_iothub_twin_patch_state_t *st,
 }
 
 
-/* a string value: validates it and counts its decoded bytes */
+/*
+ * A string value: validates it and counts its decoded bytes.  A run of
+ * plain ASCII up to the closing quote is found in the caller's loop, 16
+ * bytes at a time; escapes, other bytes and the last 15 bytes of the input
+ * take ngx_http_iothub_twin_patch_scan_string_rest.
+ */
 
 static const unsigned char *
 ngx_http_iothub_twin_patch_scan_string(ngx_http_iothub_twin_patch_state_t *st,
     const unsigned char *p, size_t *len)
 {
+    const unsigned char  *start;
+#if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
+    unsigned              m;
+#endif
+
+    start = ++p;
+
+#if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
+    while (st->end - p >= 16) {
+        m = ngx_http_iothub_twin_patch_stop16(p);
+
+        if (m) {
+            p += __builtin_ctz(m);
+
+            if (ngx_http_iothub_twin_patch_likely(*p == '"')) {
+                *len = (size_t) (p - start);
+                return p + 1;
+            }
+
+            break;
+        }
+
+        p += 16;
+    }
+#endif
+
+    return ngx_http_iothub_twin_patch_scan_string_rest(st, start, p, len);
+}
+
+
+/* start is after the opening quote, p at the first byte not yet checked */
+
+static const unsigned char *
+ngx_http_iothub_twin_patch_scan_string_rest(
+    ngx_http_iothub_twin_patch_state_t *st, const unsigned char *start,
+    const unsigned char *p, size_t *len)
+{
     size_t                n, shrink;
     uint32_t              cp;
-    const unsigned char  *start, *end, *q;
+    const unsigned char  *end, *q;
 #if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
     unsigned              m;
 #endif
 
     end = st->end;
-    start = ++p;
     shrink = 0;
 
     for ( ;; ) {
@@ -1635,7 +1836,9 @@ ngx_http_iothub_twin_patch_scan_string(ngx_http_iothub_twin_patch_state_t *st,
 /*
  * A key (or an id value): validates it, writes its decoded bytes to dst as
  * far as cap allows, hashes them and notes the first byte forbidden in twin
- * keys.  Most keys are plain ASCII: they take the short way.
+ * keys.  Most keys are plain ASCII of less than 16 bytes: one 16-byte scan
+ * finds the closing quote, one copy moves them and two words hash them, in
+ * the caller's loop; the rest takes ngx_http_iothub_twin_patch_scan_key_long.
  */
 
 static const unsigned char *
@@ -1643,15 +1846,91 @@ ngx_http_iothub_twin_patch_scan_key(ngx_http_iothub_twin_patch_state_t *st,
     const unsigned char *p, unsigned char *dst, size_t cap,
     ngx_http_iothub_twin_patch_key_t *k)
 {
+#if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
+    size_t                n;
+    __m128i               v;
+    uint64_t              h, lo, hi;
+    unsigned              m;
+    const unsigned char  *s;
+
+    s = p + 1;
+
+    if (ngx_http_iothub_twin_patch_likely(st->end - s >= 16)) {
+
+        /*
+         * the key's end comes from the quotes alone, a short dependency
+         * chain from the load to the next token; that no other stop byte
+         * comes before it is checked aside
+         */
+
+        v = _mm_loadu_si128((const __m128i *) s);
+        n = (size_t) __builtin_ctz((unsigned) _mm_movemask_epi8(
+                                       _mm_cmpeq_epi8(v, _mm_set1_epi8('"')))
+                                   | 0x10000);
+        m = ngx_http_iothub_twin_patch_key_stop(v);
+
+        if (ngx_http_iothub_twin_patch_likely(
+                n < 16 && (m & (((unsigned) 1 << n) - 1)) == 0))
+        {
+
+            if (cap >= 16) {
+                /* one fixed-size copy, the excess is scratch */
+                memcpy(dst, s, 16);
+
+            } else if (cap) {
+                memcpy(dst, s, n < cap ? n : cap);
+            }
+
+            /* what ngx_http_iothub_twin_patch_hash_run() makes of it */
+
+            lo = ngx_http_iothub_twin_patch_load64(s);
+            h = st->basis;
+
+            if (n >= 8) {
+                h = (h ^ lo) * NGX_HTTP_IOTHUB_TWIN_PATCH_HASH_MUL;
+                h ^= h >> 29;
+                hi = ngx_http_iothub_twin_patch_load64(s + 8)
+                     & (((uint64_t) 1 << ((n - 8) * 8)) - 1);
+
+            } else {
+                hi = lo & (((uint64_t) 1 << (n * 8)) - 1);
+            }
+
+            h = (h ^ hi ^ ((uint64_t) n << 32))
+                * NGX_HTTP_IOTHUB_TWIN_PATCH_HASH_MUL;
+            h ^= h >> 33;
+            h *= NGX_HTTP_IOTHUB_TWIN_PATCH_HASH_MUL2;
+            h ^= h >> 29;
+
+            k->len = n;
+            k->hash = (uint32_t) h ? (uint32_t) h : 1;
+            k->bad = 0;
+
+            return s + n + 1;
+        }
+    }
+#endif
+
+    return ngx_http_iothub_twin_patch_scan_key_long(st, p + 1, dst, cap, k);
+}
+
+
+/* s is after the opening quote */
+
+static const unsigned char *
+ngx_http_iothub_twin_patch_scan_key_long(
+    ngx_http_iothub_twin_patch_state_t *st, const unsigned char *s,
+    unsigned char *dst, size_t cap, ngx_http_iothub_twin_patch_key_t *k)
+{
     size_t                              n;
-    const unsigned char                *s, *end;
+    const unsigned char                *p, *end;
     ngx_http_iothub_twin_patch_hash_t   hs;
 #if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
     unsigned                            m;
 #endif
 
     end = st->end;
-    s = ++p;
+    p = s;
 
 #if (NGX_HTTP_IOTHUB_TWIN_PATCH_SSE2)
     while (end - p >= 16) {
@@ -2243,12 +2522,13 @@ ngx_http_iothub_twin_patch_insert(ngx_http_iothub_twin_patch_state_t *st,
     ngx_http_iothub_twin_patch_level_t *lv, const unsigned char *key,
     uint32_t hash)
 {
-    uint32_t  n, bit;
+    uint32_t  n;
+    uint64_t  bit;
 
     /* a small object whose filter has not seen the hash: a new key */
 
     n = lv->nkeys;
-    bit = (uint32_t) 1 << (hash >> 27);
+    bit = (uint64_t) 1 << (hash >> 26);
 
     if (n < NGX_HTTP_IOTHUB_TWIN_PATCH_SMALL && (lv->filter & bit) == 0) {
         lv->filter |= bit;
@@ -2303,8 +2583,13 @@ ngx_http_iothub_twin_patch_insert_slow(ngx_http_iothub_twin_patch_state_t *st,
             return 0;
         }
 
+        /* room for 96 keys at once where the table has it: fewer grows */
+
         lv->base = st->slot_top;
-        lv->cap = NGX_HTTP_IOTHUB_TWIN_PATCH_MIN_CAP;
+        lv->cap = (st->slot_top + NGX_HTTP_IOTHUB_TWIN_PATCH_FIRST_CAP
+                   <= NGX_HTTP_IOTHUB_TWIN_PATCH_SLOTS)
+                  ? NGX_HTTP_IOTHUB_TWIN_PATCH_FIRST_CAP
+                  : NGX_HTTP_IOTHUB_TWIN_PATCH_MIN_CAP;
         st->slot_top += lv->cap;
 
         slots = st->slots + lv->base;
@@ -2708,9 +2993,15 @@ ngx_http_iothub_twin_patch_stop16(const unsigned char *p)
 static unsigned
 ngx_http_iothub_twin_patch_key_stop16(const unsigned char *p)
 {
-    __m128i  v, m;
+    return ngx_http_iothub_twin_patch_key_stop(
+                                  _mm_loadu_si128((const __m128i *) p));
+}
 
-    v = _mm_loadu_si128((const __m128i *) p);
+
+static unsigned
+ngx_http_iothub_twin_patch_key_stop(__m128i v)
+{
+    __m128i  m;
 
     m = _mm_or_si128(
             _mm_or_si128(
