@@ -46,6 +46,7 @@
 #endif
 
 #include "ngx_http_iothub_twin_filter.h"
+#include "ngx_http_iothub_twin_utf8.h"
 
 
 #define NGX_HTTP_IOTHUB_TWIN_FILTER_DEPTH  64
@@ -111,8 +112,6 @@ static const unsigned char *ngx_http_iothub_twin_filter_escape(
     const unsigned char *p, const unsigned char *end);
 static int ngx_http_iothub_twin_filter_hex4(const unsigned char *p,
     unsigned *u);
-static const unsigned char *ngx_http_iothub_twin_filter_utf8(
-    const unsigned char *p, const unsigned char *end);
 static const unsigned char *ngx_http_iothub_twin_filter_number(
     const unsigned char *p, const unsigned char *end);
 static const unsigned char *ngx_http_iothub_twin_filter_literal(
@@ -706,7 +705,9 @@ static const unsigned char *
 ngx_http_iothub_twin_filter_string(const unsigned char *p,
     const unsigned char *end)
 {
+    size_t    n;
     unsigned  c;
+    uint32_t  cp;
 #if (NGX_HTTP_IOTHUB_TWIN_FILTER_SSE2)
     int       m;
     __m128i   x, quote, bslash, low;
@@ -760,7 +761,8 @@ ngx_http_iothub_twin_filter_string(const unsigned char *p,
             break;
 
         case 4:
-            p = ngx_http_iothub_twin_filter_utf8(p, end);
+            n = ngx_http_iothub_twin_utf8(p, end, &cp);
+            p = n ? p + n : NULL;
             break;
 
         default:
@@ -848,56 +850,6 @@ ngx_http_iothub_twin_filter_hex4(const unsigned char *p, unsigned *u)
     *u = v;
 
     return 0;
-}
-
-
-/* p: at a byte from 0x80; returns after its UTF-8 sequence, if valid */
-
-static const unsigned char *
-ngx_http_iothub_twin_filter_utf8(const unsigned char *p,
-    const unsigned char *end)
-{
-    size_t         left;
-    unsigned char  c, lo, hi;
-
-    c = p[0];
-    left = end - p;
-
-    if (c < 0xc2 || c > 0xf4) {
-        return NULL;
-    }
-
-    if (c < 0xe0) {
-        return (left >= 2 && (p[1] & 0xc0) == 0x80) ? p + 2 : NULL;
-    }
-
-    /* the second byte's range excludes overlongs, surrogates, > U+10FFFF */
-
-    lo = 0x80;
-    hi = 0xbf;
-
-    if (c == 0xe0) {
-        lo = 0xa0;
-
-    } else if (c == 0xed) {
-        hi = 0x9f;
-
-    } else if (c == 0xf0) {
-        lo = 0x90;
-
-    } else if (c == 0xf4) {
-        hi = 0x8f;
-    }
-
-    if (c < 0xf0) {
-        return (left >= 3 && p[1] >= lo && p[1] <= hi
-                && (p[2] & 0xc0) == 0x80)
-               ? p + 3 : NULL;
-    }
-
-    return (left >= 4 && p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80
-            && (p[3] & 0xc0) == 0x80)
-           ? p + 4 : NULL;
 }
 
 

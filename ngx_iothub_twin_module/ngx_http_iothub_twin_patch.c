@@ -37,6 +37,7 @@
 #endif
 
 #include "ngx_http_iothub_twin_patch.h"
+#include "ngx_http_iothub_twin_utf8.h"
 
 
 #if (defined __STDC_VERSION__ && __STDC_VERSION__ >= 199901L)
@@ -273,8 +274,6 @@ static const unsigned char *ngx_http_iothub_twin_patch_unescape(
     const char **err);
 static int ngx_http_iothub_twin_patch_hex4(const unsigned char *p,
     uint32_t *u);
-static size_t ngx_http_iothub_twin_patch_utf8(const unsigned char *p,
-    const unsigned char *end, uint32_t *cp);
 static size_t ngx_http_iothub_twin_patch_encode(uint32_t cp,
     unsigned char *out);
 static const unsigned char *ngx_http_iothub_twin_patch_unit(
@@ -1822,7 +1821,7 @@ ngx_http_iothub_twin_patch_scan_string_rest(
             return NULL;
         }
 
-        n = ngx_http_iothub_twin_patch_utf8(p, end, &cp);
+        n = ngx_http_iothub_twin_utf8(p, end, &cp);
         if (n == 0) {
             (void) ngx_http_iothub_twin_patch_syntax(st, p, "invalid UTF-8");
             return NULL;
@@ -2079,7 +2078,7 @@ ngx_http_iothub_twin_patch_scan_key_slow(
             return NULL;
 
         } else if (c >= 0x80) {
-            n = ngx_http_iothub_twin_patch_utf8(p, end, &cp);
+            n = ngx_http_iothub_twin_utf8(p, end, &cp);
             if (n == 0) {
                 (void) ngx_http_iothub_twin_patch_syntax(st, p,
                                                          "invalid UTF-8");
@@ -2342,71 +2341,6 @@ ngx_http_iothub_twin_patch_hex4(const unsigned char *p, uint32_t *u)
     *u = v;
 
     return 0;
-}
-
-
-/* the length of a valid UTF-8 sequence at p, 0 if invalid */
-
-static size_t
-ngx_http_iothub_twin_patch_utf8(const unsigned char *p,
-    const unsigned char *end, uint32_t *cp)
-{
-    size_t         left;
-    unsigned char  c, lo, hi;
-
-    c = p[0];
-    left = end - p;
-
-    if (c < 0xc2 || c > 0xf4) {
-        return 0;
-    }
-
-    if (c < 0xe0) {
-        if (left < 2 || (p[1] & 0xc0) != 0x80) {
-            return 0;
-        }
-
-        *cp = ((uint32_t) (c & 0x1f) << 6) | (p[1] & 0x3f);
-        return 2;
-    }
-
-    /* the second byte's range excludes overlongs, surrogates, > U+10FFFF */
-
-    lo = 0x80;
-    hi = 0xbf;
-
-    if (c == 0xe0) {
-        lo = 0xa0;
-
-    } else if (c == 0xed) {
-        hi = 0x9f;
-
-    } else if (c == 0xf0) {
-        lo = 0x90;
-
-    } else if (c == 0xf4) {
-        hi = 0x8f;
-    }
-
-    if (c < 0xf0) {
-        if (left < 3 || p[1] < lo || p[1] > hi || (p[2] & 0xc0) != 0x80) {
-            return 0;
-        }
-
-        *cp = ((uint32_t) (c & 0x0f) << 12) | ((uint32_t) (p[1] & 0x3f) << 6)
-              | (p[2] & 0x3f);
-        return 3;
-    }
-
-    if (left < 4 || p[1] < lo || p[1] > hi || (p[2] & 0xc0) != 0x80
-        || (p[3] & 0xc0) != 0x80)
-    {
-        return 0;
-    }
-
-    *cp = ((uint32_t) (c & 0x07) << 18) | ((uint32_t) (p[1] & 0x3f) << 12)
-          | ((uint32_t) (p[2] & 0x3f) << 6) | (p[3] & 0x3f);
-    return 4;
 }
 
 
