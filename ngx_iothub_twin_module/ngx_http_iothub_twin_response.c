@@ -310,7 +310,18 @@ ngx_http_iothub_twin_twin_etag(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    ctx->etag.data = (u_char *) info.etag;
+    /* a copy: the held answer may be replaced by the read filter's */
+
+    p = ngx_pnalloc(r->pool, info.etag_len + 2);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    p[0] = '"';
+    ngx_memcpy(p + 1, info.etag, info.etag_len);
+    p[info.etag_len + 1] = '"';
+
+    ctx->etag.data = p + 1;
     ctx->etag.len = info.etag_len;
 
     if (r->headers_out.etag) {
@@ -321,15 +332,6 @@ ngx_http_iothub_twin_twin_etag(ngx_http_request_t *r,
     if (h == NULL) {
         return NGX_ERROR;
     }
-
-    p = ngx_pnalloc(r->pool, info.etag_len + 2);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    p[0] = '"';
-    ngx_memcpy(p + 1, info.etag, info.etag_len);
-    p[info.etag_len + 1] = '"';
 
     h->hash = 1;
     ngx_str_set(&h->key, "ETag");
