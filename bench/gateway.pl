@@ -1059,7 +1059,8 @@ sub commify {
 # ---------------------------------------------------------------- run
 
 my $hub_port = $t->port('hub');
-my %plain = (name => 'plain', label => 'plain', key => 'plain', port => $t->port('plain'),
+my %plain = (name => 'plain', label => 'plain', key => 'plain',
+             port => $t->port('plain'),
              log => "$dir/plain/access.log");
 my %gw = (name => 'gateway', port => $t->port('gw'),
           log => "$dir/gw/audit.log");
