@@ -164,7 +164,7 @@ f:close()
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["If-Match"] = "*"
 wrk.headers["X-Caller"] = "$CALLER"
-wrk.headers["X-Bench-Twin"] = "$b->{twin}"
+wrk.headers["User-Agent"] = "bench-twin/$b->{twin}"
 EOF
 }
 
@@ -176,6 +176,129 @@ for my $b (grep { $_->{status} == 200 } @BODIES) {
         . qq("status":"enabled","tags":{"site":"oslo"},)
         . qq("properties":{"desired":$desired,"reported":{}}}));
 }
+
+# ---------------------------------------------------------------- GET
+
+# The twin a GET answers with, about 64 KB, as the hub writes it: status
+# fields, tags, and desired and reported properties each with their
+# "$metadata" (one entry per key, nested like the values, with
+# "$lastUpdated" and, in desired, "$lastUpdatedVersion") and "$version".
+# Objects are lists of [ key, value ] pairs, so that the key order is the
+# order they were added; a value that is not a list is JSON text.
+
+my $WHEN = '"2024-05-02T08:15:42.1234567Z"';
+
+sub ordered {
+    my ($o) = @_;
+    return $o unless ref $o;
+    return '{' . join(',', map { qq("$_->[0]":) . ordered($_->[1]) } @$o)
+           . '}';
+}
+
+# the "$metadata" of a section: the section's own entry, then one per key
+sub metadata {
+    my ($o, $version) = @_;
+    my @m = ([ '$lastUpdated', $WHEN ]);
+    push @m, [ '$lastUpdatedVersion', $version ] if defined $version;
+    for my $kv (@$o) {
+        push @m, [ $kv->[0], ref $kv->[1]
+                             ? metadata($kv->[1], $version)
+                             : [ @m[0 .. (defined $version ? 1 : 0)] ] ];
+    }
+    return \@m;
+}
+
+sub section {
+    my ($o, $version, $with_version) = @_;
+    return [ @$o, [ '$metadata', metadata($o, $with_version
+                                              ? $version : undef) ],
+             [ '$version', $version ] ];
+}
+
+# desired: device settings as the patches have them (apps, groups of 12);
+# reported: firmware, per-sensor telemetry, diagnostics; tags: the site,
+# the asset, its maintenance log
+sub get_twin {
+    my ($apps, $sensors, $records) = @_;
+    my (@desired, @reported, @tags);
+
+    for my $a (0 .. $apps - 1) {
+        my @groups;
+        for my $g (0 .. 3) {
+            push @groups, [ sprintf('g%03d', $a * 4 + $g),
+                            [ map { [ split /:/, leaf($a * 4 + $g, $_), 2 ] }
+                                  0 .. 11 ] ];
+        }
+        $_->[0] =~ s/"//g for map { @{$_->[1]} } @groups;
+        push @desired, [ sprintf('app%02d', $a), \@groups ];
+    }
+
+    push @reported, [ firmware => [
+        [ version => '"4.2.17"' ], [ build => '"20240417.3"' ],
+        [ bootloader => '"2.1.0"' ], [ channel => '"stable"' ],
+        [ update => [ [ state => '"idle"' ], [ progress => 100 ],
+                      [ lastCheck => $WHEN ], [ lastResult => '"ok"' ] ] ],
+        map { [ "partition$_" => [ [ image => qq("4.2.1$_") ],
+                                   [ size => 8388608 + $_ ],
+                                   [ sha256 => '"' . ('ab' x 32) . '"' ],
+                                   [ active => $_ ? 'false' : 'true' ] ] ] }
+            0 .. 1 ] ];
+    push @reported, [ telemetry => [ map {
+        [ sprintf('s%03d', $_) => [ [ value => 20 + $_ % 17 ],
+                                    [ unit => '"degC"' ],
+                                    [ min => -40 ], [ max => 125 ],
+                                    [ ok => 'true' ] ] ] } 0 .. $sensors - 1
+    ] ];
+    push @reported, [ diagnostics => [
+        [ uptime => 8640123 ], [ restarts => 3 ], [ memFree => 183520 ],
+        [ cpuLoad => 0.42 ], [ rssi => -67 ], [ ip => '"10.20.30.40"' ] ] ];
+
+    push @tags, [ site => [ [ name => '"oslo-2"' ], [ building => '"B"' ],
+                            [ floor => 3 ], [ room => '"3.14"' ],
+                            [ geo => [ [ lat => 59.91 ],
+                                       [ lon => 10.75 ] ] ] ] ];
+    push @tags, [ asset => [ [ serial => '"SN-0063-17"' ],
+                             [ vendor => '"acme"' ], [ model => '"edge-7"' ],
+                             [ owner => '"plant-ops"' ] ] ];
+    push @tags, [ maintenance => [ map {
+        [ sprintf('r%03d', $_) => [ [ date => $WHEN ],
+                                    [ by => qq("tech-@{[ $_ % 9 ]}") ],
+                                    [ kind => '"inspection"' ],
+                                    [ passed => 'true' ] ] ] }
+        0 .. $records - 1 ] ];
+
+    return [
+        [ deviceId => qq("$DEVICE") ], [ etag => '"AAAAAAAAAAk="' ],
+        [ deviceEtag => '"MTIzNDU2Nzg="' ], [ status => '"enabled"' ],
+        [ statusUpdateTime => '"0001-01-01T00:00:00Z"' ],
+        [ connectionState => '"Connected"' ],
+        [ lastActivityTime => $WHEN ], [ cloudToDeviceMessageCount => 0 ],
+        [ authenticationType => '"sas"' ],
+        [ x509Thumbprint => [ [ primaryThumbprint => 'null' ],
+                              [ secondaryThumbprint => 'null' ] ] ],
+        [ modelId => '""' ], [ version => 9 ],
+        [ capabilities => [ [ iotEdge => 'false' ] ] ],
+        [ tags => \@tags ],
+        [ properties => [ [ desired => section(\@desired, 12, 1) ],
+                          [ reported => section(\@reported, 57, 0) ] ] ],
+    ];
+}
+
+my $GET_TWIN = ordered(get_twin(4, 92, 50));
+my $GET = { name => 'GET 64 KB', file => 'get', status => 200 };
+
+$t->write_file('twin-get.json', $GET_TWIN);
+$t->write_file('body-get.lua', <<"EOF");
+wrk.method = "GET"
+wrk.headers["X-Caller"] = "$CALLER"
+wrk.headers["User-Agent"] = "bench-twin/get"
+EOF
+
+# the bench caller's read scope in the filtered GET rounds: about a third
+# of the twin (all of desired, the firmware it reports, the site tag and
+# status, beside what is always read)
+my @READ = ('properties.desired.**', 'properties.reported.firmware.**',
+            'tags.site.**', 'status');
 
 # ---------------------------------------------------------------- policy
 
@@ -190,7 +313,9 @@ sub decoy {
     return $kinds[$k % 5];
 }
 
+# $read, when given, is the bench caller's "read" list
 sub callers_json {
+    my ($read) = @_;
     my %callers;
 
     for my $c (0 .. 99) {
@@ -222,10 +347,14 @@ sub callers_json {
         };
     }
 
+    $callers{$CALLER}{rules}[0]{read} = $read if $read;
+
     return json_encode({ callers => \%callers });
 }
 
 $t->write_file('callers.json', callers_json());
+$t->write_file('callers-read.json', callers_json(\@READ));
+$t->write_file('callers-all.json', callers_json([ '**' ]));
 
 # ---------------------------------------------------------------- nginx
 
@@ -264,16 +393,18 @@ EOF
 
 # the stand-in hub: reads the whole body (the mirror module reads it
 # before the content phase), then answers with a fixed twin from a file
-# (through error_page: the static module refuses PATCH)
+# (through error_page: the static module refuses PATCH, and finds no file
+# for a GET)
 sub hub_conf {
     my ($port) = @_;
     return main_conf('hub', http => <<"EOF");
     access_log off;
 
-    map \$http_x_bench_twin \$bench_twin {
-        default 1k;
-        200     200;
-        32k     32k;
+    map \$http_user_agent \$bench_twin {
+        default          1k;
+        bench-twin/200   200;
+        bench-twin/32k   32k;
+        bench-twin/get   get;
     }
 
     server {
@@ -286,7 +417,8 @@ sub hub_conf {
         location / {
             mirror /.read-body;
             mirror_request_body on;
-            error_page 405 =200 /.twin;
+            log_not_found off;
+            error_page 404 405 =200 /.twin;
         }
 
         location = /.read-body {
@@ -348,6 +480,7 @@ EOF
 sub gateway_conf {
     my ($name, $port, $hub_port, %o) = @_;
     my $d = "$dir/$name";
+    my $callers = $o{callers} // "$dir/callers.json";
     return main_conf($name, module => 1, single => $o{single},
                      http => upstream_conf($hub_port) . <<"EOF");
     include $ROOT/conf/audit.conf;
@@ -390,7 +523,7 @@ sub gateway_conf {
             iothub_twin_max_body_size 128k;
 
             iothub_twin_identity variable \$http_x_caller;
-            iothub_twin_callers $dir/callers.json;
+            iothub_twin_callers $callers;
 
             proxy_ssl_trusted_certificate $CA;
             proxy_http_version 1.1;
@@ -465,7 +598,9 @@ $SIG{INT} = $SIG{TERM} = sub { exit 1 };
 
 sub proc_stat {
     my ($pid) = @_;
-    my $s = $t->read_file("/proc/$pid/stat") or die "no process $pid\n";
+    my $s = $t->read_file("/proc/$pid/stat")
+        or die "no process $pid (a worker that crashed? see dmesg and the"
+               . " error logs; TEST_KEEP=1 keeps them)\n";
     $s =~ s/^.*\) //s;
     my @f = split ' ', $s;
     return { ppid => $f[1], minflt => $f[7], ticks => $f[11] + $f[12] };
@@ -500,7 +635,7 @@ sub request {
         path => $PATH, body => $b->{body},
         headers => [ 'Content-Type' => 'application/json',
                      'If-Match' => '*', 'X-Caller' => $CALLER,
-                     'X-Bench-Twin' => $b->{twin} ]);
+                     'User-Agent' => "bench-twin/$b->{twin}" ]);
 }
 
 sub lines_of {
@@ -530,6 +665,8 @@ sub check {
         die "plain proxy_pass answered $b->{name} with "
             . ($r->{status} // 'nothing') . "\n"
             unless ($r->{status} // 0) == 200;
+        die "plain proxy_pass answered $b->{name} with another twin\n"
+            unless $r->{body} eq $t->read_file("twin-$b->{twin}.json");
 
         $r = request($gw_port, $b);
         die "the gateway answered $b->{name} with "
@@ -544,7 +681,9 @@ sub check {
         }
         die "no audit line for $b->{name}\n" unless $line;
         truncate "$dir/gw/audit.log", 0;
-        my @paths = split / /, $line->{paths};
+        # the first iothub_twin_audit_paths of them, then " (+N more)"
+        my $more = $line->{paths} =~ s/ \(\+(\d+) more\)$// ? $1 : 0;
+        my @paths = ((split / /, $line->{paths}), (undef) x $more);
         my $decision = $b->{status} == 200 ? 'allow' : 'deny';
 
         die "audit line for $b->{name}: caller $line->{caller}, decision "
@@ -557,12 +696,113 @@ sub check {
         if ($b->{status} == 200) {
             die "no ETag from the gateway for $b->{name}\n"
                 unless $r->{headers}{etag};
+            # the caller reads the desired properties it wrote: the answer
+            # holds the patch, so it cannot be shorter
+            die "the gateway answered $b->{name} with a twin of "
+                . length($r->{body}) . " bytes\n"
+                unless length $r->{body} >= length $b->{body};
         } else {
             die "the refusal is not the policy's: $r->{body}\n"
                 unless ($r->{headers}{'iothub-errorcode'} // '')
                        eq 'PolicyDenied';
         }
     }
+}
+
+# the GET through plain proxy_pass, the unfiltered and the filtered
+# gateway once: plain and unfiltered send the hub's twin as it is; the
+# filtered answer is strict JSON, smaller, and holds what the read scope
+# keeps and nothing else; the audit line says what was withheld.
+# Returns the bytes of each answer's body.
+sub check_get {
+    my (%sides) = @_;
+    my %bytes;
+    my $full = json_decode($GET_TWIN);
+
+    for my $name (qw(plain all read)) {
+        my $side = $sides{$name};
+        my $r = IoTHubTwin::http_request('127.0.0.1', $side->{port},
+            method => 'GET', path => $PATH,
+            headers => [ 'X-Caller' => $CALLER,
+                         'User-Agent' => 'bench-twin/get' ]);
+        die "$side->{name} answered the GET with "
+            . ($r->{status} // 'nothing') . ": " . ($r->{body} // '') . "\n"
+            unless ($r->{status} // 0) == 200;
+        die "$side->{name}: Content-Length "
+            . ($r->{headers}{'content-length'} // 'none') . " for a body of "
+            . length($r->{body}) . " bytes\n"
+            unless ($r->{headers}{'content-length'} // -1)
+                   == length $r->{body};
+        $bytes{$name} = length $r->{body};
+
+        if ($name ne 'read') {
+            next if $r->{body} eq $GET_TWIN;
+            my $i = 0;
+            $i++ while substr($r->{body}, $i, 1) eq substr($GET_TWIN, $i, 1);
+            die "$side->{name} changed the twin of the GET ("
+                . length($r->{body}) . " bytes for " . length($GET_TWIN)
+                . "), from byte $i: "
+                . substr($r->{body}, $i > 40 ? $i - 40 : 0, 120) . "\n";
+            next;
+        }
+
+        my $got = eval { json_decode($r->{body}) }
+            or die "$side->{name}: the filtered twin is not JSON: $@\n";
+        die "$side->{name}: the filtered twin ($bytes{read} bytes) is not"
+            . " smaller than the hub's (" . length($GET_TWIN) . ")\n"
+            unless $bytes{read} < length $GET_TWIN;
+
+        my $d = $got->{properties}{desired};
+        my $rep = $got->{properties}{reported};
+        my @bad;
+        push @bad, 'top-level ' . join(',', sort keys %$got)
+            unless join(',', sort keys %$got)
+                   eq 'deviceId,etag,properties,status,tags,version';
+        push @bad, 'tags ' . join(',', sort keys %{$got->{tags}})
+            unless join(',', sort keys %{$got->{tags}}) eq 'site'
+                   && json_encode($got->{tags}{site})
+                      eq json_encode($full->{tags}{site});
+        push @bad, 'desired'
+            unless json_encode($d)
+                   eq json_encode($full->{properties}{desired});
+        push @bad, 'reported ' . join(',', sort keys %$rep)
+            unless join(',', grep { !/^\$/ } sort keys %$rep) eq 'firmware'
+                   && json_encode($rep->{firmware})
+                      eq json_encode($full->{properties}{reported}{firmware})
+                   && $rep->{'$version'}
+                      == $full->{properties}{reported}{'$version'}
+                   && join(',', grep { !/^\$/ }
+                                sort keys %{$rep->{'$metadata'}})
+                      eq 'firmware';
+        push @bad, 'etag, version or status'
+            unless $got->{etag} eq $full->{etag}
+                   && $got->{version} == $full->{version}
+                   && $got->{status} eq $full->{status};
+        die "$side->{name}: the filtered twin is not the read scope's: "
+            . join('; ', @bad) . "\n" if @bad;
+    }
+
+    # the audit lines (written after the answers are sent)
+    for my $name (qw(all read)) {
+        my $side = $sides{$name};
+        my ($line, $n) = (undef, 0);
+        while (!$line && $n++ < 50) {
+            $line = eval { json_decode(last_line($side->{log})) };
+            sleep 0.05 unless $line;
+        }
+        die "no audit line for the GET through $side->{name}\n"
+            unless $line;
+        truncate $side->{log}, 0;
+        my $withheld = $line->{withheld} || 0;
+        die "audit line for the GET through $side->{name}: caller"
+            . " $line->{caller}, decision $line->{decision}, withheld"
+            . " '$line->{withheld}'\n"
+            unless $line->{caller} eq $CALLER
+                   && $line->{decision} eq 'allow'
+                   && ($name eq 'all' ? !$withheld : $withheld > 0);
+    }
+
+    return \%bytes;
 }
 
 # ---------------------------------------------------------------- rounds
@@ -750,7 +990,7 @@ sub keepalive_requests {
         or die "connect $port: $!";
     my $req = "PATCH $PATH HTTP/1.1\r\nHost: gateway\r\n"
         . "Content-Type: application/json\r\nIf-Match: *\r\n"
-        . "X-Caller: $CALLER\r\nX-Bench-Twin: $b->{twin}\r\n"
+        . "X-Caller: $CALLER\r\nUser-Agent: bench-twin/$b->{twin}\r\n"
         . 'Content-Length: ' . length($b->{body}) . "\r\n\r\n$b->{body}";
     my $buf = '';
 
@@ -819,10 +1059,17 @@ sub commify {
 # ---------------------------------------------------------------- run
 
 my $hub_port = $t->port('hub');
-my %plain = (name => 'plain', port => $t->port('plain'),
+my %plain = (name => 'plain', label => 'plain', key => 'plain',
+             port => $t->port('plain'),
              log => "$dir/plain/access.log");
 my %gw = (name => 'gateway', port => $t->port('gw'),
           log => "$dir/gw/audit.log");
+my %gw_read = (name => 'gateway, read scope', label => 'gateway filtered',
+               key => 'read', port => $t->port('gw-read'),
+               log => "$dir/gw-read/audit.log");
+my %gw_all = (name => 'gateway, read **', label => 'gateway, **',
+              key => 'all', port => $t->port('gw-all'),
+              log => "$dir/gw-all/audit.log");
 
 sub measure {
     my (%res, %rss);
@@ -923,6 +1170,59 @@ sub goals {
          $drss <= 2, sprintf('%.1f MB too much', $drss - 2));
 }
 
+# the GET on three sides, in rounds whose order turns: plain proxy_pass,
+# the gateway with the read scope, the gateway reading "**"
+sub measure_get {
+    my ($bytes, @sides) = @_;
+    my (%r, %m);
+
+    round($_, $GET, 1) for @sides;
+
+    for my $i (0 .. $ROUNDS - 1) {
+        for my $k (0 .. $#sides) {
+            my $side = $sides[($i + $k) % @sides];
+            push @{$r{$side->{name}}}, round($side, $GET, $SECONDS);
+        }
+    }
+
+    printf "\n%-10s %-16s %6s %5s %4s %4s %21s %7s %7s\n", 'GET 64 KB',
+           'side', 'req/s', 'busy', 'hub', 'wrk', 'CPU us/request',
+           'flt/req', 'bytes';
+    for my $side (@sides) {
+        my $rs = $r{$side->{name}};
+        my @cpu = map { $_->{cpu} } @$rs;
+        $m{$side->{name}} = median(@cpu);
+        printf "%-10s %-16s %6.0f %4.0f%% %3.0f%% %3.0f%% %7.1f"
+               . " [%5.1f-%6.1f] %7.2f %7d\n", '', $side->{label},
+               median(map { $_->{rps} } @$rs),
+               100 * median(map { $_->{busy} } @$rs),
+               100 * median(map { $_->{hub} } @$rs),
+               100 * median(map { $_->{wrk} } @$rs),
+               $m{$side->{name}}, range(@cpu),
+               median(map { $_->{flt} } @$rs), $bytes->{$side->{key}};
+    }
+
+    my ($plain, $read, $all) = map { $_->{name} } @sides;
+    my @ratios = map { $r{$all}[$_]{cpu} / $r{$read}[$_]{cpu} }
+                 0 .. $ROUNDS - 1;
+    my $ratio = $m{$all} / $m{$read};
+    printf "%-10s %-16s %6s %5s %4s %4s %7.2f [%5.2f-%6.2f]"
+           . "  unfiltered/filtered\n", '', 'ratio', '', '', '', '',
+           $ratio, range(@ratios);
+    printf "%-10s %-16s %6s %5s %4s %4s %7.2f %15s  plain/filtered,"
+           . " %.2f plain/unfiltered\n", '', '', '', '', '', '',
+           $m{$plain} / $m{$read}, '', $m{$plain} / $m{$all};
+    printf "filtered answer: %d of %d bytes (%.0f%%)\n", $bytes->{read},
+           $bytes->{all}, 100 * $bytes->{read} / $bytes->{all};
+
+    print "\ngoal for the GET (on this run's medians):\n";
+    goal('filtered GET within 10% of the unfiltered',
+         sprintf('%+.1f%%', 100 * ($m{$read} / $m{$all} - 1)),
+         $m{$read} <= 1.10 * $m{$all},
+         sprintf('%.1f us/request too many',
+                 $m{$read} - 1.10 * $m{$all}));
+}
+
 sub stages {
     my $gw_port = $t->port('cg-gw');
     my $plain_port = $t->port('cg-plain');
@@ -979,10 +1279,20 @@ if ($ROUNDS) {
                                  $CPU_GW, $plain{port});
     $gw{master} = start_nginx('gw', gateway_conf('gw', $gw{port}, $hub_port),
                               $CPU_GW, $gw{port});
-    $plain{worker} = worker_of($plain{master});
-    $gw{worker} = worker_of($gw{master});
+    $gw_read{master} = start_nginx('gw-read',
+        gateway_conf('gw-read', $gw_read{port}, $hub_port,
+                     callers => "$dir/callers-read.json"),
+        $CPU_GW, $gw_read{port});
+    $gw_all{master} = start_nginx('gw-all',
+        gateway_conf('gw-all', $gw_all{port}, $hub_port,
+                     callers => "$dir/callers-all.json"),
+        $CPU_GW, $gw_all{port});
+    $_->{worker} = worker_of($_->{master})
+        for \%plain, \%gw, \%gw_read, \%gw_all;
 
     check($plain{port}, $gw{port});
+    my $bytes = check_get(plain => \%plain, read => \%gw_read,
+                          all => \%gw_all);
 
     printf "gateway against plain proxy_pass, one nginx worker each on CPU"
            . " %d;\nstand-in hub (nginx, TLS) on CPU %d, wrk -c%d on CPU %d;"
@@ -994,12 +1304,18 @@ if ($ROUNDS) {
                length $b->{body}, $b->{leaves},
                $b->{status} == 200 ? '' : ' (one path not allowed: 403)';
     }
+    printf "  %-8s %6d bytes of twin (\$metadata included) answered to a"
+           . " GET, through\n%11s plain proxy_pass and two gateways, the"
+           . " caller's read scope\n%11s %s\n%11s or \"**\"\n", 'GET',
+           length $GET_TWIN, '', '', join(' ', @READ), '';
     print "\n";
 
-    goals(measure());
+    measure_get($bytes, \%plain, \%gw_read, \%gw_all)
+        if !$ENV{BENCH_BODIES} || $ENV{BENCH_BODIES} =~ /\bget\b/;
+    goals(measure())
+        if !$ENV{BENCH_BODIES} || $ENV{BENCH_BODIES} =~ /\bpatch\b/;
 
-    stop_nginx('plain');
-    stop_nginx('gw');
+    stop_nginx($_) for qw(plain gw gw-read gw-all);
 }
 
 if ($CG_REQUESTS && system('valgrind --version >/dev/null 2>&1') != 0) {
