@@ -102,6 +102,7 @@ ngx_http_iothub_twin_create_loc_conf(ngx_conf_t *cf)
     conf->token_lifetime = NGX_CONF_UNSET;
     conf->read = NGX_CONF_UNSET;
     conf->replace = NGX_CONF_UNSET;
+    conf->backoff = NGX_CONF_UNSET;
     conf->require_if_match = NGX_CONF_UNSET;
     conf->max_body_size = NGX_CONF_UNSET_SIZE;
     conf->audit_paths = NGX_CONF_UNSET_SIZE;
@@ -138,6 +139,7 @@ ngx_http_iothub_twin_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                              NGX_HTTP_IOTHUB_TWIN_API_VERSION);
     ngx_conf_merge_value(conf->read, prev->read, 0);
     ngx_conf_merge_value(conf->replace, prev->replace, 0);
+    ngx_conf_merge_sec_value(conf->backoff, prev->backoff, 0);
     ngx_conf_merge_value(conf->require_if_match, prev->require_if_match, 0);
     ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
                               NGX_HTTP_IOTHUB_TWIN_MAX_BODY);

@@ -430,7 +430,7 @@ ngx_http_iothub_twin_metrics_handler(ngx_http_request_t *r)
                   * NGX_HTTP_IOTHUB_TWIN_M_DECISIONS
                   * NGX_HTTP_IOTHUB_TWIN_M_CLASSES
                   + NGX_HTTP_IOTHUB_TWIN_M_CODES * NGX_HTTP_IOTHUB_TWIN_M_RULES
-                  + NGX_HTTP_IOTHUB_TWIN_M_BUCKETS + 32);
+                  + NGX_HTTP_IOTHUB_TWIN_M_BUCKETS + 32 + 2 * 64);
 
     b = ngx_create_temp_buf(r->pool, size);
     if (b == NULL) {
@@ -524,6 +524,8 @@ ngx_http_iothub_twin_metrics_handler(ngx_http_request_t *r)
                     "iothub_twin_policy_generation gauge\n"
                     "iothub_twin_policy_generation %uA\n",
                     m->tokens_signed, m->generation);
+
+    p = ngx_http_iothub_twin_backoff_metrics(r, p);
 
     b->last = p;
     b->last_buf = 1;

@@ -228,6 +228,20 @@ static ngx_command_t  ngx_http_iothub_twin_commands[] = {
       offsetof(ngx_http_iothub_twin_loc_conf_t, require_if_match),
       NULL },
 
+    { ngx_string("iothub_twin_backoff_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_iothub_twin_backoff_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("iothub_twin_hub_backoff"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_iothub_twin_conf_backoff,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("iothub_twin_metrics_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_iothub_twin_metrics_zone,
@@ -438,6 +452,11 @@ ngx_http_iothub_twin_start(ngx_http_request_t *r,
     }
 
     rc = ngx_http_iothub_twin_precondition(r, itlcf, ctx);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rc = ngx_http_iothub_twin_backoff_check(r, itlcf, ctx);
     if (rc != NGX_OK) {
         return rc;
     }

@@ -103,6 +103,7 @@ typedef struct {
     /* some log format or directive uses $iothub_twin_paths */
     ngx_flag_t                       paths_used;
     ngx_shm_zone_t                  *metrics;
+    ngx_shm_zone_t                  *backoff;
     ngx_array_t                      signers;   /* signer pointers */
 } ngx_http_iothub_twin_main_conf_t;
 
@@ -120,6 +121,9 @@ typedef struct {
     ngx_str_t                        api_version;
     ngx_flag_t                       read;
     ngx_flag_t                       replace;
+
+    /* iothub_twin_hub_backoff: the default window, 0 when off */
+    time_t                           backoff;
     ngx_flag_t                       require_if_match;
     size_t                           max_body_size;
 
@@ -204,6 +208,18 @@ extern ngx_module_t  ngx_http_iothub_twin_module;
 ngx_http_iothub_twin_ctx_t *ngx_http_iothub_twin_get_ctx(
     ngx_http_request_t *r);
 
+
+/* ngx_http_iothub_twin_backoff.c */
+char *ngx_http_iothub_twin_backoff_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_iothub_twin_conf_backoff(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_iothub_twin_backoff_check(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
+void ngx_http_iothub_twin_backoff_record(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
+u_char *ngx_http_iothub_twin_backoff_metrics(ngx_http_request_t *r,
+    u_char *p);
 
 /* ngx_http_iothub_twin_response.c */
 void ngx_http_iothub_twin_response_init(void);

@@ -57,9 +57,17 @@ ngx_http_iothub_twin_header_filter(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_iothub_twin_module);
 
-    if (ctx == NULL || !ctx->forwarded || r != r->main || r->internal
-        || r->headers_out.status != NGX_HTTP_OK || r->header_only)
-    {
+    if (ctx == NULL || !ctx->forwarded || r != r->main || r->internal) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    if (r->headers_out.status == NGX_HTTP_TOO_MANY_REQUESTS) {
+        ngx_http_iothub_twin_backoff_record(r,
+            ngx_http_get_module_loc_conf(r, ngx_http_iothub_twin_module),
+            ctx);
+    }
+
+    if (r->headers_out.status != NGX_HTTP_OK || r->header_only) {
         return ngx_http_next_header_filter(r);
     }
 
