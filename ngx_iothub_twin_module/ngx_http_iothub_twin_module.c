@@ -33,7 +33,7 @@ typedef struct {
 } ngx_http_iothub_twin_paths_t;
 
 
-/* a walk over the request headers of one name; zeroed to start */
+/* a walk over the request headers of one name (or all); zeroed to start */
 
 typedef struct {
     ngx_list_part_t             *part;
@@ -660,8 +660,8 @@ ngx_http_iothub_twin_method(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_iothub_twin_headers(ngx_http_request_t *r)
 {
-    ngx_uint_t                    j, n;
-    ngx_table_elt_t              *h;
+    ngx_uint_t                    j, n[5];
+    ngx_table_elt_t              *h, *encoding;
     ngx_http_iothub_twin_walk_t   w;
 
     static ngx_str_t  once[] = {
@@ -672,30 +672,43 @@ ngx_http_iothub_twin_headers(ngx_http_request_t *r)
         ngx_string("Content-Encoding")
     };
 
-    for (j = 0; j < sizeof(once) / sizeof(once[0]); j++) {
-        ngx_memzero(&w, sizeof(ngx_http_iothub_twin_walk_t));
+    ngx_memzero(n, sizeof(n));
+    ngx_memzero(&w, sizeof(ngx_http_iothub_twin_walk_t));
+    encoding = NULL;
 
-        n = 0;
+    /* one walk over every header */
 
-        while (ngx_http_iothub_twin_next_header(r, &w, &once[j]) != NULL) {
-            n++;
+    while ((h = ngx_http_iothub_twin_next_header(r, &w, NULL)) != NULL) {
+
+        for (j = 0; j < sizeof(once) / sizeof(once[0]); j++) {
+            if (h->key.len == once[j].len
+                && ngx_strncasecmp(h->key.data, once[j].data, once[j].len)
+                   == 0)
+            {
+                break;
+            }
         }
 
-        if (n > 1) {
+        if (j == sizeof(once) / sizeof(once[0])) {
+            continue;
+        }
+
+        if (++n[j] > 1) {
             return ngx_http_iothub_twin_refuse(r, NGX_HTTP_BAD_REQUEST,
                                                "ArgumentInvalid",
                                                "%V is given more than once",
                                                &once[j]);
         }
+
+        if (j == 4) {
+            encoding = h;
+        }
     }
 
-    ngx_memzero(&w, sizeof(ngx_http_iothub_twin_walk_t));
-
-    h = ngx_http_iothub_twin_next_header(r, &w, &once[4]);
-
-    if (h && !(h->value.len == sizeof("identity") - 1
-               && ngx_strncasecmp(h->value.data, (u_char *) "identity",
-                                  sizeof("identity") - 1) == 0))
+    if (encoding
+        && !(encoding->value.len == sizeof("identity") - 1
+             && ngx_strncasecmp(encoding->value.data, (u_char *) "identity",
+                                sizeof("identity") - 1) == 0))
     {
         return ngx_http_iothub_twin_refuse(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
                                            "UnsupportedMediaType",
@@ -820,29 +833,18 @@ ngx_http_iothub_twin_precondition(ngx_http_request_t *r,
 {
     size_t                            len;
     u_char                           *out;
-    ngx_uint_t                        n;
-    ngx_table_elt_t                  *h, *value;
-    ngx_http_iothub_twin_walk_t       w;
+    ngx_table_elt_t                  *value;
     ngx_http_iothub_twin_if_match_e   kind;
-
-    static ngx_str_t                  name = ngx_string("If-Match");
 
     if (ctx->operation == NGX_HTTP_IOTHUB_TWIN_OP_READ) {
         return NGX_OK;
     }
 
-    /* count them: a second If-Match could mean another precondition */
+    /* a second If-Match was refused by ngx_http_iothub_twin_headers() */
 
-    n = 0;
-    value = NULL;
-    ngx_memzero(&w, sizeof(ngx_http_iothub_twin_walk_t));
+    value = r->headers_in.if_match;
 
-    while ((h = ngx_http_iothub_twin_next_header(r, &w, &name)) != NULL) {
-        n++;
-        value = h;
-    }
-
-    if (n == 0) {
+    if (value == NULL) {
         ngx_str_set(&ctx->if_match_kind, "none");
 
         if (itlcf->require_if_match
@@ -857,12 +859,6 @@ ngx_http_iothub_twin_precondition(ngx_http_request_t *r,
         }
 
         return NGX_OK;
-    }
-
-    if (n > 1) {
-        return ngx_http_iothub_twin_refuse(r, NGX_HTTP_BAD_REQUEST,
-                                           "ArgumentInvalid",
-                                           "If-Match is given more than once");
     }
 
     out = ngx_pnalloc(r->pool, NGX_HTTP_IOTHUB_TWIN_IF_MATCH_MAX + 2);
@@ -1457,6 +1453,10 @@ ngx_http_iothub_twin_next_header(ngx_http_request_t *r,
         }
 
         h = (ngx_table_elt_t *) w->part->elts + w->i++;
+
+        if (name == NULL) {
+            return h;
+        }
 
         if (h->key.len == name->len
             && ngx_strncasecmp(h->key.data, name->data, name->len) == 0)
