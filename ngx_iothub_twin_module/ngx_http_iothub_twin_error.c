@@ -341,6 +341,8 @@ ngx_http_iothub_twin_error_handler(ngx_http_request_t *r)
         h->value = *retry_after;
     }
 
+    ngx_http_iothub_twin_refused_body(r, status);
+
     return ngx_http_iothub_twin_send_error(r, status, code, text);
 }
 
@@ -366,12 +368,6 @@ ngx_http_iothub_twin_send_error(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *code, ngx_str_t *text)
 {
     ngx_buf_t  *b;
-
-    if (r->request_body == NULL && !r->discard_body
-        && ngx_http_discard_request_body(r) != NGX_OK)
-    {
-        r->keepalive = 0;
-    }
 
     b = ngx_http_iothub_twin_error_body(r, status, code, text);
     if (b == NULL) {
