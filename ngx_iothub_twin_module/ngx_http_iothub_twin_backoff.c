@@ -31,8 +31,8 @@ typedef struct {
 
 
 typedef struct {
-    ngx_uint_t                           nhubs;
-    ngx_http_iothub_twin_backoff_hub_t   hubs[NGX_HTTP_IOTHUB_TWIN_BACKOFF_HUBS];
+    ngx_uint_t                          nhubs;
+    ngx_http_iothub_twin_backoff_hub_t  hubs[NGX_HTTP_IOTHUB_TWIN_BACKOFF_HUBS];
 } ngx_http_iothub_twin_backoff_shm_t;
 
 
@@ -40,6 +40,8 @@ static ngx_int_t ngx_http_iothub_twin_backoff_init_zone(
     ngx_shm_zone_t *shm_zone, void *data);
 static ngx_http_iothub_twin_backoff_hub_t *ngx_http_iothub_twin_backoff_hub(
     ngx_shm_zone_t *zone, ngx_str_t *host, ngx_uint_t add);
+static ngx_http_iothub_twin_backoff_hub_t *ngx_http_iothub_twin_backoff_find(
+    ngx_http_iothub_twin_backoff_shm_t *b, ngx_uint_t n, ngx_str_t *host);
 static ngx_msec_t ngx_http_iothub_twin_backoff_retry_after(
     ngx_http_request_t *r, time_t window);
 
@@ -342,7 +344,7 @@ static ngx_http_iothub_twin_backoff_hub_t *
 ngx_http_iothub_twin_backoff_hub(ngx_shm_zone_t *zone, ngx_str_t *host,
     ngx_uint_t add)
 {
-    ngx_uint_t                           i, n;
+    ngx_uint_t                           n;
     ngx_slab_pool_t                     *shpool;
     ngx_http_iothub_twin_backoff_shm_t  *b;
     ngx_http_iothub_twin_backoff_hub_t  *hub;
@@ -356,18 +358,10 @@ ngx_http_iothub_twin_backoff_hub(ngx_shm_zone_t *zone, ngx_str_t *host,
     n = b->nhubs;
     ngx_memory_barrier();
 
-    for (i = 0; i < n; i++) {
-        hub = &b->hubs[i];
+    hub = ngx_http_iothub_twin_backoff_find(b, n, host);
 
-        if (hub->len == host->len
-            && ngx_strncmp(hub->host, host->data, host->len) == 0)
-        {
-            return hub;
-        }
-    }
-
-    if (!add) {
-        return NULL;
+    if (hub || !add) {
+        return hub;
     }
 
     shpool = (ngx_slab_pool_t *) zone->shm.addr;
@@ -376,20 +370,9 @@ ngx_http_iothub_twin_backoff_hub(ngx_shm_zone_t *zone, ngx_str_t *host,
 
     /* another worker may have added it meanwhile */
 
-    for (i = 0; i < b->nhubs; i++) {
-        hub = &b->hubs[i];
+    hub = ngx_http_iothub_twin_backoff_find(b, b->nhubs, host);
 
-        if (hub->len == host->len
-            && ngx_strncmp(hub->host, host->data, host->len) == 0)
-        {
-            ngx_shmtx_unlock(&shpool->mutex);
-            return hub;
-        }
-    }
-
-    hub = NULL;
-
-    if (b->nhubs < NGX_HTTP_IOTHUB_TWIN_BACKOFF_HUBS) {
+    if (hub == NULL && b->nhubs < NGX_HTTP_IOTHUB_TWIN_BACKOFF_HUBS) {
         hub = &b->hubs[b->nhubs];
         ngx_memcpy(hub->host, host->data, host->len);
         hub->len = host->len;
@@ -400,6 +383,24 @@ ngx_http_iothub_twin_backoff_hub(ngx_shm_zone_t *zone, ngx_str_t *host,
     ngx_shmtx_unlock(&shpool->mutex);
 
     return hub;
+}
+
+
+static ngx_http_iothub_twin_backoff_hub_t *
+ngx_http_iothub_twin_backoff_find(ngx_http_iothub_twin_backoff_shm_t *b,
+    ngx_uint_t n, ngx_str_t *host)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (b->hubs[i].len == host->len
+            && ngx_strncmp(b->hubs[i].host, host->data, host->len) == 0)
+        {
+            return &b->hubs[i];
+        }
+    }
+
+    return NULL;
 }
 
 
