@@ -41,7 +41,8 @@ PURE_SRCS   := $(MODDIR)/ngx_http_iothub_twin_id.c \
                $(MODDIR)/ngx_http_iothub_twin_policy_load.c \
                $(MODDIR)/ngx_http_iothub_twin_policy_compile.c \
                $(MODDIR)/ngx_http_iothub_twin_policy_match.c \
-               $(MODDIR)/ngx_http_iothub_twin_filter.c
+               $(MODDIR)/ngx_http_iothub_twin_filter.c \
+               $(MODDIR)/ngx_http_iothub_twin_route.c
 MOD_SRCS    := $(wildcard $(MODDIR)/*.c) $(wildcard $(MODDIR)/*.h) config
 
 UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))
@@ -179,6 +180,14 @@ $(CERTS)/ca.pem: Makefile
 	openssl x509 -req -in $(CERTS)/hub.csr -CA $(CERTS)/ca.pem \
 	    -CAkey $(CERTS)/ca.key -CAcreateserial -days 3650 \
 	    -extfile $(CERTS)/hub.ext -out $(CERTS)/hub.pem 2>/dev/null
+	@# the second hub of the routing tests: a certificate for its name only
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+	    -keyout $(CERTS)/hub2.key -out $(CERTS)/hub2.csr \
+	    -subj "/CN=euhub.azure-devices.net" 2>/dev/null
+	printf 'subjectAltName=DNS:euhub.azure-devices.net\n' > $(CERTS)/hub2.ext
+	openssl x509 -req -in $(CERTS)/hub2.csr -CA $(CERTS)/ca.pem \
+	    -CAkey $(CERTS)/ca.key -CAcreateserial -days 3650 \
+	    -extfile $(CERTS)/hub2.ext -out $(CERTS)/hub2.pem 2>/dev/null
 	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
 	    -nodes -keyout $(CERTS)/other-ca.key -out $(CERTS)/other-ca.pem \
 	    -days 3650 -subj "/CN=some other CA" 2>/dev/null
