@@ -36,6 +36,12 @@ our $HUB_KEY = 'c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seS0wMTIzNDU2Nzg5';
 our $HUB_KEY2 = 'AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=';
 our $HUB = 'testhub.azure-devices.net';
 
+# a second hub (start_emulator(name => 'hub2')): its own name, its own
+# certificate (valid for that name only) and its own keys
+our $HUB2 = 'euhub.azure-devices.net';
+our $HUB2_KEY = 'ZXUtaHViLWtleS1mb3ItdGVzdHMtb25seS05ODc2NTQzMjEw';
+our $HUB2_KEY2 = 'ZXUtaHViLXNlY29uZGFyeS1rZXktZm9yLXRlc3RzLW9ubHk=';
+
 my $JSON = JSON::PP->new->canonical->allow_nonref;
 
 sub json_decode { $JSON->decode($_[0]) }
@@ -53,12 +59,13 @@ sub new {
     my $self = bless {
         dir => $dir,
         opts => \%opts,
-        secrets => [$HUB_KEY, $HUB_KEY2],
+        secrets => [$HUB_KEY, $HUB_KEY2, $HUB2_KEY, $HUB2_KEY2],
     }, $class;
 
     push @instances, $self;
 
     $self->write_file('hub.key', "$HUB_KEY\n$HUB_KEY2\n");
+    $self->write_file('hub2.key', "$HUB2_KEY\n$HUB2_KEY2\n");
 
     $self->start_emulator(%opts) unless $opts{no_emulator};
 
@@ -111,28 +118,35 @@ sub secret {
 
 # ---------------------------------------------------------------- emulator
 
+# the hub emulator; name => 'hub2' starts the second hub beside the first
+# (ports hub2 and hub2_control, log hub2-requests.jsonl)
 sub start_emulator {
     my ($self, %opts) = @_;
 
-    my $https = $self->port('hub');
-    my $control = $self->port('control');
+    my $name = $opts{name} || 'hub';
+    my $second = $name ne 'hub';
+
+    my $https = $self->port($name);
+    my $control = $self->port($second ? "${name}_control" : 'control');
+    my $prefix = $second ? $name : 'hub';
 
     my @cmd = ('python3', "$ROOT/emulator/hub_emulator.py",
                '--listen', "127.0.0.1:$https",
-               '--cert', "$BUILD/certs/hub.pem",
-               '--key', "$BUILD/certs/hub.key",
-               '--hub', $HUB,
-               '--policies', "$ROOT/t/data/hub-policies.json",
+               '--cert', "$BUILD/certs/$prefix.pem",
+               '--key', "$BUILD/certs/$prefix.key",
+               '--hub', $second ? $HUB2 : $HUB,
+               '--policies', "$ROOT/t/data/$prefix-policies.json",
                '--seed', $opts{seed} || "$ROOT/t/data/seed.json",
                '--control', "127.0.0.1:$control",
-               '--log', "$self->{dir}/hub-requests.jsonl");
+               '--log', "$self->{dir}/$prefix-requests.jsonl");
     push @cmd, '--etag-header' if $opts{etag_header};
 
     my $pid = open(my $out, '-|');
     die "fork: $!" unless defined $pid;
 
     if ($pid == 0) {
-        open STDERR, '>', "$self->{dir}/emulator.log";
+        open STDERR, '>', "$self->{dir}/" . ($second ? "$name-" : '')
+                          . 'emulator.log';
         exec @cmd or die "exec @cmd: $!";
     }
 
@@ -151,12 +165,23 @@ sub start_emulator {
         . $self->read_file('emulator.log')
         unless $line =~ /^hub-emulator ready/;
 
-    $self->{emulator} = { pid => $pid, fh => $out };
+    if ($second) {
+        $self->{emulators}{$name} = { pid => $pid, fh => $out };
+    } else {
+        $self->{emulator} = { pid => $pid, fh => $out };
+    }
+}
+
+# the control port of the first hub, or with a name, of that one
+sub control_port {
+    my ($self, $name) = @_;
+    return $self->port(defined $name && $name ne 'hub'
+                       ? "${name}_control" : 'control');
 }
 
 sub control {
-    my ($self, $method, $path, $body) = @_;
-    my $r = http_request('127.0.0.1', $self->port('control'),
+    my ($self, $method, $path, $body, $name) = @_;
+    my $r = http_request('127.0.0.1', $self->control_port($name),
                          method => $method, path => $path,
                          body => defined $body ? json_encode($body) : undef,
                          headers => ['Content-Type' => 'application/json']);
@@ -166,8 +191,9 @@ sub control {
 
 # what the hub emulator received since the last reset
 sub hub_requests {
-    my ($self) = @_;
-    return json_decode($self->control('GET', '/requests')->{body});
+    my ($self, $name) = @_;
+    return json_decode($self->control('GET', '/requests', undef, $name)
+                       ->{body});
 }
 
 # the values of one header in a request the hub received
@@ -188,20 +214,25 @@ sub signed_by_gateway {
 }
 
 sub hub_reset {
-    my ($self) = @_;
-    $self->control('POST', '/reset');
+    my ($self, $name) = @_;
+    $self->control('POST', '/reset', undef, $name);
 }
 
+# hub_config(key => value, ...), or for the second hub
+# hub_config(hub2 => { key => value, ... })
 sub hub_config {
     my ($self, %cfg) = @_;
-    $self->control('POST', '/config', \%cfg);
+    if (my $h2 = delete $cfg{hub2}) {
+        $self->control('POST', '/config', $h2, 'hub2');
+    }
+    $self->control('POST', '/config', \%cfg) if %cfg;
 }
 
 sub hub_twin {
-    my ($self, $device, $module) = @_;
+    my ($self, $device, $module, $name) = @_;
     my $path = '/twins/' . uri_component($device);
     $path .= '/modules/' . uri_component($module) if defined $module;
-    my $r = $self->control('GET', $path);
+    my $r = $self->control('GET', $path, undef, $name);
     return $r->{status} == 200 ? json_decode($r->{body}) : undef;
 }
 
@@ -258,6 +289,7 @@ sub expand {
         CA => sub { "$BUILD/certs/ca.pem" },
         OTHER_CA => sub { "$BUILD/certs/other-ca.pem" },
         HUB => sub { $HUB },
+        HUB2 => sub { $HUB2 },
         ROOT => sub { $ROOT },
     );
     $text =~ s/%%(\w+)%%/exists $v{$1} ? $v{$1}->()
@@ -366,7 +398,10 @@ sub stop_nginx {
 sub stop {
     my ($self) = @_;
     $self->stop_nginx;
-    if (my $e = delete $self->{emulator}) {
+    for my $e (delete $self->{emulator},
+               values %{delete $self->{emulators} || {}})
+    {
+        next unless $e;
         kill 'TERM', $e->{pid};
         waitpid($e->{pid}, 0);
     }
@@ -554,7 +589,7 @@ sub check_logs {
     for my $f (sort grep { /\.(log|out|jsonl)$/ } readdir $d) {
         my $text = $self->read_file($f);
         for my $line (split /\n/, $text) {
-            if ($f ne 'hub-requests.jsonl' && $line =~ $SANITIZER_RE) {
+            if ($f !~ /-requests\.jsonl$/ && $line =~ $SANITIZER_RE) {
                 push @found, "$f: $line";
                 next;
             }
@@ -566,7 +601,7 @@ sub check_logs {
                 push @found, "$f: $line";
             }
         }
-        next if $f eq 'hub-requests.jsonl';
+        next if $f =~ /-requests\.jsonl$/;
         for my $s (@{$self->{secrets}}) {
             push @found, "$f holds a secret" if index($text, $s) >= 0;
         }
