@@ -737,7 +737,7 @@ ngx_http_iothub_twin_policy_target_name(char *dst, size_t size,
         return;
     }
 
-    if (t->hub == NULL) {
+    if (t->hub == NULL || t->hub_len == 0) {
         snprintf(dst + n, size - n, " without a hub");
         return;
     }
