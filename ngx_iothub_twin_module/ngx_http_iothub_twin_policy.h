@@ -285,7 +285,8 @@ int ngx_http_iothub_twin_policy_target(
  *
  * When rules covering the twin were left out for the hub, the target's
  * refusals name it: "operation update is not allowed on device dev1 on
- * hub eu-fleet.azure-devices.net" ("... without a hub" for hub NULL).
+ * hub eu-fleet.azure-devices.net" ("... without a hub" for hub NULL,
+ * or hub_len 0, which no rule names either).
  */
 int ngx_http_iothub_twin_policy_target_hub(
     ngx_http_iothub_twin_policy_decision_t *d,
@@ -325,15 +326,15 @@ int ngx_http_iothub_twin_policy_path(
 
 
 /*
- * The read scope, after ngx_http_iothub_twin_policy_target() allowed the
- * target: what the caller may read of one node of the twin (paths named
- * as in ngx_http_iothub_twin_filter.h), as a NGX_HTTP_IOTHUB_TWIN_READ_*
- * verdict, from the rules that allowed the operation (see "Read scopes"
- * above).  It has the shape of ngx_http_iothub_twin_read_pt, with the
- * decision as data.  One hash lookup per key, resuming from the keys the
- * path shares with the one asked before (document order); a zeroed or
- * refused decision gives NONE for every node.  The verdict does not
- * depend on report mode.
+ * The read scope, after ngx_http_iothub_twin_policy_target() (or
+ * _target_hub()) allowed the target: what the caller may read of one
+ * node of the twin (paths named as in ngx_http_iothub_twin_filter.h), as
+ * a NGX_HTTP_IOTHUB_TWIN_READ_* verdict, from the rules that allowed the
+ * operation (see "Read scopes" above).  It has the shape of
+ * ngx_http_iothub_twin_read_pt, with the decision as data.  One hash
+ * lookup per key, resuming from the keys the path shares with the one
+ * asked before (document order); a zeroed or refused decision gives NONE
+ * for every node.  The verdict does not depend on report mode.
  */
 int ngx_http_iothub_twin_policy_read(void *d, const unsigned char *path,
     size_t len);
