@@ -16,6 +16,15 @@
  *     malformed: a reason or path that is not NUL-terminated printable
  *     ASCII, a refusal without a reason, a verdict that differs from
  *     "allowed", or a path allowed after the target was refused;
+ *   - decisions for a hub (as the lead's code asks for twins routed to
+ *     one of several) break what hubs promise: without a hub, target_hub
+ *     differs from target; for a hub, fewer rules apply than without one
+ *     (rules without "hubs" apply to every hub); a hub spelt in another
+ *     case gets another verdict, rule count, reason, path verdict or read
+ *     verdict;
+ *   - check_hubs() with every hub known is not 0, or with only some known
+ *     gives a message that is not printable, does not begin with the file
+ *     and the caller, or does not name an unknown hub;
  *   - a read verdict on a few fixed nodes, asked in document order between
  *     the written paths, is not NONE, ALL or SOME, differs from a fresh
  *     decision's, is not NONE after a refused target, is not ALL for
@@ -36,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 
@@ -53,15 +63,40 @@ typedef struct {
 } fuzz_policy_target_t;
 
 
+/* what one decision said, to compare with another's */
+
+#define FUZZ_POLICY_NPATHS  10
+#define FUZZ_POLICY_NNODES  18
+
+typedef struct {
+    int          rc;
+    unsigned     nrules;
+    int          paths[FUZZ_POLICY_NPATHS];
+    int          reads[FUZZ_POLICY_NNODES];
+    char         reason[256];
+} fuzz_policy_said_t;
+
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void fuzz_policy_error(const char *err, size_t err_len,
     const uint8_t *data, size_t size);
-static void fuzz_policy_check(const ngx_http_iothub_twin_policy_t *policy);
+static void fuzz_policy_check(const ngx_http_iothub_twin_policy_t *policy,
+    const uint8_t *data, size_t size);
 static void fuzz_policy_decide(const ngx_http_iothub_twin_caller_t *c);
+static void fuzz_policy_decide_hub(const ngx_http_iothub_twin_caller_t *c,
+    const fuzz_policy_target_t *t, const char *hub, fuzz_policy_said_t *said);
+static int fuzz_policy_target(ngx_http_iothub_twin_policy_decision_t *d,
+    const ngx_http_iothub_twin_caller_t *c, const fuzz_policy_target_t *t,
+    const char *hub);
 static void fuzz_policy_reads(ngx_http_iothub_twin_policy_decision_t *d,
     const ngx_http_iothub_twin_caller_t *c, const fuzz_policy_target_t *t,
-    int allowed);
+    const char *hub, int allowed, fuzz_policy_said_t *said);
+static void fuzz_policy_check_hubs(
+    const ngx_http_iothub_twin_policy_t *policy, const uint8_t *data,
+    size_t size);
+static int fuzz_policy_known(void *data, const unsigned char *name,
+    size_t len);
 static void fuzz_policy_check_text(const char *what, const char *s,
     size_t size);
 static void fuzz_policy_fail(const char *what, const char *detail);
@@ -79,7 +114,7 @@ static const fuzz_policy_target_t  fuzz_policy_targets[] = {
 
 /* a twin's nodes in document order; parents[i]: its parent's index + 1 */
 
-static const char  *fuzz_policy_nodes[] = {
+static const char  *fuzz_policy_nodes[FUZZ_POLICY_NNODES] = {
     "", "deviceId", "etag", "status", "tags", "tags.location",
     "tags.location.city", "tags.meta", "tags.meta.secret",
     "tags.meta.secret.x", "properties", "properties.desired",
@@ -93,7 +128,21 @@ static const size_t  fuzz_policy_parents[] = {
 };
 
 
-static const char  *fuzz_policy_paths[] = {
+/*
+ * The hubs decisions are asked for: "" stands for the old entry point
+ * (no hub), NULL for target_hub() without one; the last two are the same
+ * hub in two spellings.
+ */
+
+static const char  *fuzz_policy_hubs[] = {
+    "", NULL, "us-fleet.azure-devices.net", "eu-fleet.azure-devices.net",
+    "EU-Fleet.AZURE-devices.NET"
+};
+
+#define FUZZ_POLICY_NHUBS  (sizeof(fuzz_policy_hubs) / sizeof(char *))
+
+
+static const char  *fuzz_policy_paths[FUZZ_POLICY_NPATHS] = {
     "tags.location.city",
     "tags.owner",
     "tags.meta.secret.x",
@@ -131,7 +180,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_policy_error(err, sizeof(err), data, size);
 
     } else {
-        fuzz_policy_check(policy);
+        fuzz_policy_check(policy, data, size);
         ngx_http_iothub_twin_policy_free(policy);
     }
 
@@ -192,7 +241,8 @@ fuzz_policy_error(const char *err, size_t err_len, const uint8_t *data,
 
 
 static void
-fuzz_policy_check(const ngx_http_iothub_twin_policy_t *policy)
+fuzz_policy_check(const ngx_http_iothub_twin_policy_t *policy,
+    const uint8_t *data, size_t size)
 {
     size_t                                i, n, len, klen;
     unsigned                              slot;
@@ -267,74 +317,241 @@ fuzz_policy_check(const ngx_http_iothub_twin_policy_t *policy)
     }
 
     fuzz_policy_decide(NULL);
+
+    fuzz_policy_check_hubs(policy, data, size);
+}
+
+
+/*
+ * check_hubs() with every hub known, then with only those beginning with
+ * 'e' known: the message must be the one for the first other hub of the
+ * file, read here with jansson
+ */
+
+static void
+fuzz_policy_check_hubs(const ngx_http_iothub_twin_policy_t *policy,
+    const uint8_t *data, size_t size)
+{
+    int          rc, all;
+    char         err[512], want[512];
+    size_t       ri, j;
+    json_t      *root, *callers, *caller, *rule, *hub;
+    const char  *name, *h;
+
+    static const char  suffix[] = "(not routed to by this location)";
+
+    all = 1;
+
+    if (ngx_http_iothub_twin_policy_check_hubs(policy, fuzz_policy_known,
+                                               &all, suffix, err,
+                                               sizeof(err))
+        != 0)
+    {
+        fuzz_policy_fail("check_hubs with every hub known", err);
+    }
+
+    want[0] = '\0';
+
+    root = json_loadb((const char *) data, size, 0, NULL);
+    callers = json_object_get(root, "callers");
+
+    json_object_foreach(callers, name, caller) {
+        json_array_foreach(json_object_get(caller, "rules"), ri, rule) {
+            json_array_foreach(json_object_get(rule, "hubs"), j, hub) {
+                h = json_string_value(hub);
+
+                if (want[0] == '\0' && h[0] != 'e' && h[0] != 'E') {
+                    snprintf(want, sizeof(want), FUZZ_POLICY_FILE ": caller"
+                             " \"%s\": rules[%zu].hubs[%zu]: unknown hub"
+                             " \"%s\" %s", name, ri, j, h, suffix);
+                }
+            }
+        }
+    }
+
+    json_decref(root);
+
+    all = 0;
+    memset(err, 'X', sizeof(err));
+
+    rc = ngx_http_iothub_twin_policy_check_hubs(policy, fuzz_policy_known,
+                                                &all, suffix, err,
+                                                sizeof(err));
+
+    if (rc != (want[0] ? -1 : 0)) {
+        fuzz_policy_fail("check_hubs verdict", want);
+    }
+
+    if (rc != 0) {
+        fuzz_policy_check_text("check_hubs", err, sizeof(err));
+
+        if (strcmp(err, want) != 0) {
+            fuzz_policy_fail("check_hubs message", err);
+        }
+    }
+}
+
+
+/* every hub if *data, else those beginning with 'e'; each a host name */
+
+static int
+fuzz_policy_known(void *data, const unsigned char *name, size_t len)
+{
+    int     *all = data;
+    size_t   i;
+
+    if (len == 0 || len > NGX_HTTP_IOTHUB_TWIN_POLICY_HUB_MAX) {
+        fuzz_policy_fail("check_hubs", "a hub's length");
+    }
+
+    for (i = 0; i < len; i++) {
+        if (!((name[i] >= 'a' && name[i] <= 'z')
+              || (name[i] >= 'A' && name[i] <= 'Z')
+              || (name[i] >= '0' && name[i] <= '9')
+              || name[i] == '-' || name[i] == '.'))
+        {
+            fuzz_policy_fail("check_hubs", "a hub that is no host name");
+        }
+    }
+
+    return *all || name[0] == 'e' || name[0] == 'E';
 }
 
 
 static void
 fuzz_policy_decide(const ngx_http_iothub_twin_caller_t *c)
 {
-    int                                      rc, prc;
-    size_t                                   i, k;
-    const char                              *m;
-    const fuzz_policy_target_t              *t;
-    ngx_http_iothub_twin_policy_decision_t   d;
+    size_t                       i, h;
+    fuzz_policy_said_t           said[FUZZ_POLICY_NHUBS];
+    const fuzz_policy_target_t  *t;
 
     for (i = 0; i < sizeof(fuzz_policy_targets)
                     / sizeof(fuzz_policy_targets[0]); i++)
     {
         t = &fuzz_policy_targets[i];
-        m = t->module;
 
-        rc = ngx_http_iothub_twin_policy_target(&d, c, t->op,
+        for (h = 0; h < FUZZ_POLICY_NHUBS; h++) {
+            fuzz_policy_decide_hub(c, t, fuzz_policy_hubs[h], &said[h]);
+        }
+
+        /* no hub: the old entry point and target_hub() agree */
+
+        if (memcmp(&said[0], &said[1], sizeof(fuzz_policy_said_t)) != 0) {
+            fuzz_policy_fail("target_hub without a hub differs from target",
+                             said[1].reason);
+        }
+
+        /* a hub adds the rules naming it to those of every hub */
+
+        for (h = 2; h < FUZZ_POLICY_NHUBS; h++) {
+            if (said[h].nrules < said[1].nrules) {
+                fuzz_policy_fail("fewer rules for a hub than for none",
+                                 fuzz_policy_hubs[h]);
+            }
+        }
+
+        /* the case of a hub's name changes nothing but the reason's */
+
+        if (said[3].rc != said[4].rc || said[3].nrules != said[4].nrules
+            || memcmp(said[3].paths, said[4].paths, sizeof(said[3].paths))
+               != 0
+            || memcmp(said[3].reads, said[4].reads, sizeof(said[3].reads))
+               != 0
+            || strcasecmp(said[3].reason, said[4].reason) != 0)
+        {
+            fuzz_policy_fail("a hub in another case decides otherwise",
+                             said[4].reason);
+        }
+    }
+}
+
+
+static int
+fuzz_policy_target(ngx_http_iothub_twin_policy_decision_t *d,
+    const ngx_http_iothub_twin_caller_t *c, const fuzz_policy_target_t *t,
+    const char *hub)
+{
+    const char  *m;
+
+    m = t->module;
+
+    if (hub != NULL && hub[0] == '\0') {
+        return ngx_http_iothub_twin_policy_target(d, c, t->op,
                  (const unsigned char *) t->device, strlen(t->device),
                  (const unsigned char *) m, m ? strlen(m) : 0);
+    }
+
+    return ngx_http_iothub_twin_policy_target_hub(d, c, t->op,
+                 (const unsigned char *) hub, hub ? strlen(hub) : 0,
+                 (const unsigned char *) t->device, strlen(t->device),
+                 (const unsigned char *) m, m ? strlen(m) : 0);
+}
+
+
+static void
+fuzz_policy_decide_hub(const ngx_http_iothub_twin_caller_t *c,
+    const fuzz_policy_target_t *t, const char *hub, fuzz_policy_said_t *said)
+{
+    int                                      rc, prc;
+    size_t                                   k;
+    ngx_http_iothub_twin_policy_decision_t   d;
+
+    memset(said, 0, sizeof(fuzz_policy_said_t));
+
+    rc = fuzz_policy_target(&d, c, t, hub);
+
+    fuzz_policy_check_text("reason", d.reason, sizeof(d.reason));
+    fuzz_policy_check_text("path", d.path, sizeof(d.path));
+
+    /* the reason's bytes only, not what follows its NUL */
+
+    said->rc = rc;
+    said->nrules = d.nrules;
+    (void) snprintf(said->reason, sizeof(said->reason), "%s", d.reason);
+
+    if ((rc == 0) != (d.allowed && d.target_ok)
+        || (rc != 0 && d.reason[0] == '\0')
+        || (c == NULL && rc == 0))
+    {
+        fuzz_policy_fail("target verdict", d.reason);
+    }
+
+    for (k = 0; k < sizeof(fuzz_policy_paths)
+                    / sizeof(fuzz_policy_paths[0]); k++)
+    {
+        prc = ngx_http_iothub_twin_policy_path(&d,
+                  (const unsigned char *) fuzz_policy_paths[k],
+                  strlen(fuzz_policy_paths[k]), (int) (k & 1));
+
+        said->paths[k] = prc;
 
         fuzz_policy_check_text("reason", d.reason, sizeof(d.reason));
         fuzz_policy_check_text("path", d.path, sizeof(d.path));
 
-        if ((rc == 0) != (d.allowed && d.target_ok)
-            || (rc != 0 && d.reason[0] == '\0')
-            || (c == NULL && rc == 0))
+        if ((rc != 0 && prc == 0)
+            || (prc != 0 && d.reason[0] == '\0')
+            || (prc != 0 && d.allowed))
         {
-            fuzz_policy_fail("target verdict", d.reason);
+            fuzz_policy_fail("path verdict", fuzz_policy_paths[k]);
         }
-
-        for (k = 0; k < sizeof(fuzz_policy_paths)
-                        / sizeof(fuzz_policy_paths[0]); k++)
-        {
-            prc = ngx_http_iothub_twin_policy_path(&d,
-                      (const unsigned char *) fuzz_policy_paths[k],
-                      strlen(fuzz_policy_paths[k]), (int) (k & 1));
-
-            fuzz_policy_check_text("reason", d.reason, sizeof(d.reason));
-            fuzz_policy_check_text("path", d.path, sizeof(d.path));
-
-            if ((rc != 0 && prc == 0)
-                || (prc != 0 && d.reason[0] == '\0')
-                || (prc != 0 && d.allowed))
-            {
-                fuzz_policy_fail("path verdict", fuzz_policy_paths[k]);
-            }
-        }
-
-        fuzz_policy_reads(&d, c, t, rc == 0);
     }
+
+    fuzz_policy_reads(&d, c, t, hub, rc == 0, said);
 }
 
 
 static void
 fuzz_policy_reads(ngx_http_iothub_twin_policy_decision_t *d,
     const ngx_http_iothub_twin_caller_t *c, const fuzz_policy_target_t *t,
-    int allowed)
+    const char *hub, int allowed, fuzz_policy_said_t *said)
 {
-    int                                      v[sizeof(fuzz_policy_nodes)
-                                               / sizeof(char *)];
+    int                                     *v;
     int                                      fresh_v, all;
     size_t                                   i, k, len;
-    const char                              *m, *p;
+    const char                              *p;
     ngx_http_iothub_twin_policy_decision_t   fresh;
 
-    m = t->module;
+    v = said->reads;
     all = ngx_http_iothub_twin_policy_read_all(d);
 
     if (all && !allowed) {
@@ -355,9 +572,7 @@ fuzz_policy_reads(ngx_http_iothub_twin_policy_decision_t *d,
         v[i] = ngx_http_iothub_twin_policy_read(d, (const unsigned char *) p,
                                                 len);
 
-        (void) ngx_http_iothub_twin_policy_target(&fresh, c, t->op,
-                 (const unsigned char *) t->device, strlen(t->device),
-                 (const unsigned char *) m, m ? strlen(m) : 0);
+        (void) fuzz_policy_target(&fresh, c, t, hub);
         fresh_v = ngx_http_iothub_twin_policy_read(&fresh,
                                                 (const unsigned char *) p,
                                                 len);

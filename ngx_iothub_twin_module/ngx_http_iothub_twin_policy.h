@@ -86,6 +86,16 @@
  * makes tags.a SOME whatever the twin holds), so an object whose readable
  * members are all denied may be kept empty.  The twin as a whole (the
  * empty path) is SOME at least.
+ *
+ * Hubs ("hubs", optional in a rule): the host names of the IoT hubs the
+ * rule applies to, 1 to 253 bytes of letters, digits, '-' and '.', each
+ * once, compared without case.  A rule with "hubs" applies only to twins
+ * routed to one of them; for any other hub, or for no hub, it is left out
+ * of the decision: its operations, its paths, its denies and its read
+ * scope alike.  A rule without "hubs" applies to every hub.  A caller
+ * without such rules decides as if hubs did not exist; with them, a
+ * decision costs one more hash lookup of the hub's name, and only when a
+ * rule with "hubs" covers the twin.
  */
 
 
@@ -112,6 +122,9 @@
 #define NGX_HTTP_IOTHUB_TWIN_POLICY_ID_PATTERN   128
 #define NGX_HTTP_IOTHUB_TWIN_POLICY_SEGMENT      1024
 #define NGX_HTTP_IOTHUB_TWIN_POLICY_PATH_PATTERN 16384
+
+/* bytes of a hub's host name */
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_HUB_MAX      253
 
 /* keys below the section a written path may have; deeper is refused */
 #define NGX_HTTP_IOTHUB_TWIN_POLICY_PATH_DEPTH   64
@@ -144,7 +157,10 @@ typedef struct {
     const ngx_http_iothub_twin_caller_t  *caller;
     int                                   op;
 
-    /* the caller's rules that cover the target and allow op */
+    /*
+     * the caller's rules that cover the target, allow op and apply to
+     * the twin's hub
+     */
     ngx_http_iothub_twin_policy_rules_t   rules;
     unsigned                              nrules;
 
@@ -251,13 +267,49 @@ const char *ngx_http_iothub_twin_policy_op_name(int op);
  * also needs tags and properties.desired writable as a whole, since the
  * hub replaces both.  IDs are the decoded bytes, already checked
  * against the hub's alphabet.  Returns 0 if allowed, -1 if refused
- * (d->reason set).  d is initialized here.
+ * (d->reason set).  d is initialized here.  The same as
+ * ngx_http_iothub_twin_policy_target_hub() with hub NULL: rules with
+ * "hubs" never apply.
  */
 int ngx_http_iothub_twin_policy_target(
     ngx_http_iothub_twin_policy_decision_t *d,
     const ngx_http_iothub_twin_caller_t *c, int op,
     const unsigned char *device, size_t dlen, const unsigned char *module,
     size_t mlen);
+
+/*
+ * Phase 1 for a twin routed to hub (its host name; compared without
+ * case).  Rules with "hubs" not naming it are left out of the decision,
+ * for the target, the paths, the read scope and replace's whole-section
+ * check alike.  hub NULL: rules with "hubs" never apply.
+ *
+ * When rules covering the twin were left out for the hub, the target's
+ * refusals name it: "operation update is not allowed on device dev1 on
+ * hub eu-fleet.azure-devices.net" ("... without a hub" for hub NULL,
+ * or hub_len 0, which no rule names either).
+ */
+int ngx_http_iothub_twin_policy_target_hub(
+    ngx_http_iothub_twin_policy_decision_t *d,
+    const ngx_http_iothub_twin_caller_t *c, int op,
+    const unsigned char *hub, size_t hub_len,
+    const unsigned char *device, size_t dlen,
+    const unsigned char *module, size_t mlen);
+
+/*
+ * For nginx -t: calls known(data, name, len) for each hub a rule names;
+ * on the first it returns 0 for, writes "<file>: caller \"<name>\":
+ * rules[<i>].hubs[<j>]: unknown hub \"<hub>\" <suffix>" into err (cut to
+ * err_len; suffix is a string the caller gives, e.g. "(not routed to by
+ * this location)") and returns -1; 0 if all are known.
+ *
+ * Callers, rules and hubs are asked in file order, each hub as the file
+ * spells it (not NUL-terminated).  suffix NULL or "": the message ends
+ * with the hub's closing quote.  err may be NULL.
+ */
+int ngx_http_iothub_twin_policy_check_hubs(
+    const ngx_http_iothub_twin_policy_t *p,
+    int (*known)(void *data, const unsigned char *name, size_t len),
+    void *data, const char *suffix, char *err, size_t err_len);
 
 /*
  * Phase 2, once per written path ("tags.a.b", "properties.desired.x"; a
@@ -274,15 +326,15 @@ int ngx_http_iothub_twin_policy_path(
 
 
 /*
- * The read scope, after ngx_http_iothub_twin_policy_target() allowed the
- * target: what the caller may read of one node of the twin (paths named
- * as in ngx_http_iothub_twin_filter.h), as a NGX_HTTP_IOTHUB_TWIN_READ_*
- * verdict, from the rules that allowed the operation (see "Read scopes"
- * above).  It has the shape of ngx_http_iothub_twin_read_pt, with the
- * decision as data.  One hash lookup per key, resuming from the keys the
- * path shares with the one asked before (document order); a zeroed or
- * refused decision gives NONE for every node.  The verdict does not
- * depend on report mode.
+ * The read scope, after ngx_http_iothub_twin_policy_target() (or
+ * _target_hub()) allowed the target: what the caller may read of one
+ * node of the twin (paths named as in ngx_http_iothub_twin_filter.h), as
+ * a NGX_HTTP_IOTHUB_TWIN_READ_* verdict, from the rules that allowed the
+ * operation (see "Read scopes" above).  It has the shape of
+ * ngx_http_iothub_twin_read_pt, with the decision as data.  One hash
+ * lookup per key, resuming from the keys the path shares with the one
+ * asked before (document order); a zeroed or refused decision gives NONE
+ * for every node.  The verdict does not depend on report mode.
  */
 int ngx_http_iothub_twin_policy_read(void *d, const unsigned char *path,
     size_t len);

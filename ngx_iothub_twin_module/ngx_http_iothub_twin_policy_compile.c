@@ -138,6 +138,8 @@ static int ngx_http_iothub_twin_policy_compile_section(
 static int ngx_http_iothub_twin_policy_compile_ids(
     ngx_http_iothub_twin_policy_t *policy, ngx_http_iothub_twin_caller_t *c,
     int modules);
+static int ngx_http_iothub_twin_policy_compile_hubs(
+    ngx_http_iothub_twin_policy_t *policy, ngx_http_iothub_twin_caller_t *c);
 static int ngx_http_iothub_twin_policy_index_wild(
     ngx_http_iothub_twin_policy_t *policy,
     ngx_http_iothub_twin_policy_ids_t *ids);
@@ -316,7 +318,8 @@ ngx_http_iothub_twin_policy_compile(ngx_http_iothub_twin_policy_t *policy,
     }
 
     if (ngx_http_iothub_twin_policy_compile_ids(policy, c, 0) != 0
-        || ngx_http_iothub_twin_policy_compile_ids(policy, c, 1) != 0)
+        || ngx_http_iothub_twin_policy_compile_ids(policy, c, 1) != 0
+        || ngx_http_iothub_twin_policy_compile_hubs(policy, c) != 0)
     {
         goto nomem;
     }
@@ -537,6 +540,106 @@ ngx_http_iothub_twin_policy_compile_ids(ngx_http_iothub_twin_policy_t *policy,
     }
 
     return ngx_http_iothub_twin_policy_index_wild(policy, ids);
+}
+
+
+/*
+ * The rules with "hubs" as a bit set, and the hubs they name, lowercase,
+ * into one hash table, each with the rules naming it; nothing for a
+ * caller without such rules, whose decisions then skip hubs entirely.
+ */
+
+static int
+ngx_http_iothub_twin_policy_compile_hubs(ngx_http_iothub_twin_policy_t *policy,
+    ngx_http_iothub_twin_caller_t *c)
+{
+    size_t                                   i, k, j, n, size, slot;
+    uint32_t                                 h;
+    uint64_t                                *rules;
+    unsigned char                            lower[
+                                          NGX_HTTP_IOTHUB_TWIN_POLICY_HUB_MAX];
+    unsigned char                           *data;
+    ngx_http_iothub_twin_policy_rule_t      *r;
+    ngx_http_iothub_twin_policy_hub_slot_t  *e;
+
+    n = 0;
+
+    for (i = 0; i < c->nrules; i++) {
+        n += c->rules[i].nhubs;
+    }
+
+    if (n == 0) {
+        return 0;
+    }
+
+    c->hubbed = ngx_http_iothub_twin_policy_alloc(policy,
+                                             c->nwords * sizeof(uint64_t));
+
+    /* at most half full */
+
+    for (size = 8; size < 2 * n; size *= 2) { /* void */ }
+
+    c->hub_slots = ngx_http_iothub_twin_policy_alloc(policy,
+                      size * sizeof(ngx_http_iothub_twin_policy_hub_slot_t));
+
+    if (c->hubbed == NULL || c->hub_slots == NULL) {
+        return -1;
+    }
+
+    c->hub_mask = (uint32_t) (size - 1);
+
+    for (i = 0; i < c->nrules; i++) {
+        r = &c->rules[i];
+
+        if (r->nhubs == 0) {
+            continue;
+        }
+
+        ngx_http_iothub_twin_policy_set_bit(c->hubbed, i);
+
+        for (k = 0; k < r->nhubs; k++) {
+            for (j = 0; j < r->hubs[k].len; j++) {
+                lower[j] = ngx_http_iothub_twin_policy_lower(
+                                                         r->hubs[k].data[j]);
+            }
+
+            h = ngx_http_iothub_twin_policy_hash(lower, r->hubs[k].len);
+
+            for (slot = h & c->hub_mask; c->hub_slots[slot].data != NULL;
+                 slot = (slot + 1) & c->hub_mask)
+            {
+                e = &c->hub_slots[slot];
+
+                if (e->hash == h && e->len == r->hubs[k].len
+                    && memcmp(e->data, lower, e->len) == 0)
+                {
+                    break;
+                }
+            }
+
+            e = &c->hub_slots[slot];
+
+            if (e->data == NULL) {
+                data = ngx_http_iothub_twin_policy_alloc(policy,
+                                                         r->hubs[k].len);
+                rules = ngx_http_iothub_twin_policy_alloc(policy,
+                                             c->nwords * sizeof(uint64_t));
+                if (data == NULL || rules == NULL) {
+                    return -1;
+                }
+
+                memcpy(data, lower, r->hubs[k].len);
+                e->data = data;
+                e->rules = rules;
+                e->hash = h;
+                e->len = r->hubs[k].len;
+            }
+
+            ngx_http_iothub_twin_policy_set_bit(e->rules, i);
+        }
+    }
+
+    return 0;
 }
 
 

@@ -44,6 +44,10 @@
 #define NGX_HTTP_IOTHUB_TWIN_WORDS                                           \
     NGX_HTTP_IOTHUB_TWIN_POLICY_RULE_WORDS
 
+/* ASCII lowercase, as hubs' host names are compared */
+#define ngx_http_iothub_twin_policy_lower(c)                                 \
+    ((unsigned char) (((c) >= 'A' && (c) <= 'Z') ? ((c) | 0x20) : (c)))
+
 
 typedef struct ngx_http_iothub_twin_policy_chunk_s
     ngx_http_iothub_twin_policy_chunk_t;
@@ -90,6 +94,14 @@ typedef struct {
 } ngx_http_iothub_twin_policy_path_t;
 
 
+/* a hub a rule names, as the file spells it */
+
+typedef struct {
+    const unsigned char                  *data;
+    uint32_t                              len;
+} ngx_http_iothub_twin_policy_hub_t;
+
+
 typedef struct {
     unsigned                              ops;     /* 1 << op */
     unsigned                              device_twin;
@@ -112,6 +124,10 @@ typedef struct {
     ngx_http_iothub_twin_policy_path_t   *read;
     uint32_t                              nread;
     unsigned                              read_given;
+
+    /* "hubs"; nhubs 0: every hub */
+    ngx_http_iothub_twin_policy_hub_t    *hubs;
+    uint32_t                              nhubs;
 } ngx_http_iothub_twin_policy_rule_t;
 
 
@@ -193,6 +209,19 @@ typedef struct {
 } ngx_http_iothub_twin_policy_dfa_t;
 
 
+/*
+ * The hubs a caller's rules name, lowercase, in one open-addressing
+ * table, each with the rules naming it.
+ */
+
+typedef struct {
+    const unsigned char                  *data;    /* NULL: free */
+    uint64_t                             *rules;
+    uint32_t                              hash;
+    uint32_t                              len;
+} ngx_http_iothub_twin_policy_hub_slot_t;
+
+
 struct ngx_http_iothub_twin_caller_s {
     const char                           *name;
     size_t                                name_len;
@@ -217,6 +246,11 @@ struct ngx_http_iothub_twin_caller_s {
     /* the read scopes and the denies, from the twin's top level */
     ngx_http_iothub_twin_policy_dfa_t    *read;
 
+    /* the rules with "hubs" (NULL if none), and the hubs they name */
+    uint64_t                             *hubbed;
+    ngx_http_iothub_twin_policy_hub_slot_t  *hub_slots;
+    uint32_t                              hub_mask;
+
     unsigned                              report:1;
     unsigned                              require_if_match:1;
 };
@@ -229,6 +263,7 @@ typedef struct {
 
 
 struct ngx_http_iothub_twin_policy_s {
+    const char                           *name;    /* of the file */
     ngx_http_iothub_twin_caller_t        *callers;
     size_t                                ncallers;
     ngx_http_iothub_twin_policy_slot_t   *slots;

@@ -100,6 +100,11 @@ static int ngx_http_iothub_twin_policy_parse_path(
     ngx_http_iothub_twin_policy_ctx_t *ctx, const char *where,
     ngx_http_iothub_twin_policy_path_t *pp, const unsigned char *s,
     size_t len, const unsigned char *whole, size_t whole_len);
+static int ngx_http_iothub_twin_policy_parse_hubs(
+    ngx_http_iothub_twin_policy_ctx_t *ctx,
+    ngx_http_iothub_twin_policy_rule_t *r, json_t *arr);
+static int ngx_http_iothub_twin_policy_same_hub(const unsigned char *a,
+    const unsigned char *b, size_t len);
 static int ngx_http_iothub_twin_policy_list(
     ngx_http_iothub_twin_policy_ctx_t *ctx, const char *where, json_t *arr,
     size_t min);
@@ -207,6 +212,7 @@ ngx_http_iothub_twin_policy_parse(const char *name, const char *json,
     size_t len, char *err, size_t err_len)
 {
     int                                 rc;
+    char                               *copy;
     json_t                             *root;
     json_error_t                        error;
     ngx_http_iothub_twin_policy_ctx_t   ctx;
@@ -236,6 +242,23 @@ ngx_http_iothub_twin_policy_parse(const char *name, const char *json,
     }
 
     /* callers with the same path patterns share their automata */
+
+    /* kept for ngx_http_iothub_twin_policy_check_hubs()'s messages */
+
+    if (name == NULL) {
+        name = "";
+    }
+
+    copy = ngx_http_iothub_twin_policy_alloc(ctx.policy, strlen(name) + 1);
+    if (copy == NULL) {
+        json_decref(root);
+        ngx_http_iothub_twin_policy_free(ctx.policy);
+        (void) ngx_http_iothub_twin_policy_fail(&ctx, NULL, "out of memory");
+        return NULL;
+    }
+
+    memcpy(copy, name, strlen(name) + 1);
+    ctx.policy->name = copy;
 
     ctx.cache = ngx_http_iothub_twin_policy_cache_create();
 
@@ -900,7 +923,7 @@ ngx_http_iothub_twin_policy_parse_rule(ngx_http_iothub_twin_policy_ctx_t *ctx,
 
     static const char *const  fields[] = {
         "operations", "devices", "modules", "tags", "desired", "deny",
-        "read", NULL
+        "read", "hubs", NULL
     };
 
     ctx->rule = ri;
@@ -967,6 +990,11 @@ ngx_http_iothub_twin_policy_parse_rule(ngx_http_iothub_twin_policy_ctx_t *ctx,
 
     v = json_object_get(obj, "read");
     if (v != NULL && ngx_http_iothub_twin_policy_parse_read(ctx, r, v) != 0) {
+        return -1;
+    }
+
+    v = json_object_get(obj, "hubs");
+    if (v != NULL && ngx_http_iothub_twin_policy_parse_hubs(ctx, r, v) != 0) {
         return -1;
     }
 
@@ -1659,3 +1687,165 @@ ngx_http_iothub_twin_policy_parse_path(ngx_http_iothub_twin_policy_ctx_t *ctx,
     return 0;
 }
 
+
+
+/*
+ * "hubs": host names, 1 to 253 letters, digits, '-' and '.', each once
+ * (without case); kept as written, for check_hubs() and its messages
+ */
+
+static int
+ngx_http_iothub_twin_policy_parse_hubs(ngx_http_iothub_twin_policy_ctx_t *ctx,
+    ngx_http_iothub_twin_policy_rule_t *r, json_t *arr)
+{
+    char                                shown[NGX_HTTP_IOTHUB_TWIN_SHOWN];
+    char                                bad[8];
+    size_t                              i, k, n, len;
+    json_t                             *v;
+    unsigned char                      *data, c;
+    const unsigned char                *p;
+    ngx_http_iothub_twin_policy_hub_t  *hubs;
+
+    if (ngx_http_iothub_twin_policy_list(ctx, "hubs", arr, 1) != 0) {
+        return -1;
+    }
+
+    n = json_array_size(arr);
+
+    hubs = ngx_http_iothub_twin_policy_alloc(ctx->policy,
+                              n * sizeof(ngx_http_iothub_twin_policy_hub_t));
+    if (hubs == NULL) {
+        return ngx_http_iothub_twin_policy_fail(ctx, NULL, "out of memory");
+    }
+
+    json_array_foreach(arr, i, v) {
+        ctx->item = i;
+
+        p = (const unsigned char *) json_string_value(v);
+        len = json_string_length(v);
+
+        ngx_http_iothub_twin_policy_shown(shown, p, len);
+
+        if (len == 0 || len > NGX_HTTP_IOTHUB_TWIN_POLICY_HUB_MAX) {
+            return ngx_http_iothub_twin_policy_fail(ctx, "hubs",
+                                       "\"%s\": a hub's host name is 1 to %d"
+                                       " bytes", shown,
+                                       NGX_HTTP_IOTHUB_TWIN_POLICY_HUB_MAX);
+        }
+
+        for (k = 0; k < len; k++) {
+            c = p[k];
+
+            if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+                || (c >= '0' && c <= '9') || c == '-' || c == '.')
+            {
+                continue;
+            }
+
+            (void) ngx_http_iothub_twin_policy_escape(bad, sizeof(bad),
+                                                      &p[k], 1, 0);
+            return ngx_http_iothub_twin_policy_fail(ctx, "hubs",
+                                       "\"%s\": '%s' is not allowed in a"
+                                       " host name (letters, digits, '-' and"
+                                       " '.')", shown, bad);
+        }
+
+        for (k = 0; k < i; k++) {
+            if (hubs[k].len == len
+                && ngx_http_iothub_twin_policy_same_hub(hubs[k].data, p, len))
+            {
+                return ngx_http_iothub_twin_policy_fail(ctx, "hubs",
+                                           "\"%s\" is listed twice", shown);
+            }
+        }
+
+        data = ngx_http_iothub_twin_policy_alloc(ctx->policy, len);
+        if (data == NULL) {
+            return ngx_http_iothub_twin_policy_fail(ctx, NULL,
+                                                    "out of memory");
+        }
+
+        memcpy(data, p, len);
+        hubs[i].data = data;
+        hubs[i].len = (uint32_t) len;
+    }
+
+    r->hubs = hubs;
+    r->nhubs = (uint32_t) n;
+
+    ctx->item = NGX_HTTP_IOTHUB_TWIN_POLICY_NONE;
+
+    return 0;
+}
+
+
+static int
+ngx_http_iothub_twin_policy_same_hub(const unsigned char *a,
+    const unsigned char *b, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < len; i++) {
+        if (ngx_http_iothub_twin_policy_lower(a[i])
+            != ngx_http_iothub_twin_policy_lower(b[i]))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+int
+ngx_http_iothub_twin_policy_check_hubs(const ngx_http_iothub_twin_policy_t *p,
+    int (*known)(void *data, const unsigned char *name, size_t len),
+    void *data, const char *suffix, char *err, size_t err_len)
+{
+    char                                       name[NGX_HTTP_IOTHUB_TWIN_SHOWN];
+    size_t                                     i, ri, j;
+    const ngx_http_iothub_twin_caller_t       *c;
+    const ngx_http_iothub_twin_policy_hub_t   *h;
+    const ngx_http_iothub_twin_policy_rule_t  *r;
+
+    if (p == NULL) {
+        return 0;
+    }
+
+    for (i = 0; i < p->ncallers; i++) {
+        c = &p->callers[i];
+
+        for (ri = 0; ri < c->nrules; ri++) {
+            r = &c->rules[ri];
+
+            for (j = 0; j < r->nhubs; j++) {
+                h = &r->hubs[j];
+
+                if (known(data, h->data, h->len)) {
+                    continue;
+                }
+
+                if (err == NULL || err_len == 0) {
+                    return -1;
+                }
+
+                (void) ngx_http_iothub_twin_policy_escape(name, sizeof(name),
+                                       (const unsigned char *) c->name,
+                                       c->name_len, 1);
+
+                /* a hub's bytes are letters, digits, '-' and '.' */
+
+                (void) snprintf(err, err_len, "%s: caller \"%s\":"
+                                " rules[%zu].hubs[%zu]: unknown hub"
+                                " \"%.*s\"%s%s", p->name, name, ri, j,
+                                (int) h->len, h->data,
+                                (suffix != NULL && suffix[0] != '\0')
+                                ? " " : "",
+                                (suffix != NULL) ? suffix : "");
+                return -1;
+            }
+        }
+    }
+
+    return 0;
+}

@@ -16,12 +16,27 @@
 #include "ngx_http_iothub_twin_policy_data.h"
 
 
-/* "module <id> of device <id>" */
+/* "module <id> of device <id> on hub <host>" */
 #define NGX_HTTP_IOTHUB_TWIN_TSHOWN                                          \
-    (2 * NGX_HTTP_IOTHUB_TWIN_SHOWN + sizeof("module  of device "))
+    (3 * NGX_HTTP_IOTHUB_TWIN_SHOWN + sizeof("module  of device  on hub "))
 
 #define NGX_HTTP_IOTHUB_TWIN_DEPTH                                           \
     NGX_HTTP_IOTHUB_TWIN_POLICY_PATH_DEPTH
+
+
+/* the target of a decision, as its refusals name it */
+
+typedef struct {
+    const unsigned char                  *device;
+    const unsigned char                  *module;
+    const unsigned char                  *hub;
+    size_t                                dlen;
+    size_t                                mlen;
+    size_t                                hub_len;
+
+    /* rules covering the twin were left out: they name other hubs */
+    unsigned                              left_out;
+} ngx_http_iothub_twin_policy_twin_t;
 
 
 static size_t ngx_http_iothub_twin_policy_width(unsigned char c,
@@ -38,16 +53,20 @@ static void ngx_http_iothub_twin_policy_wild(
     const unsigned char *s, size_t len, int system, uint64_t *bits);
 static int ngx_http_iothub_twin_policy_glob(const unsigned char *p,
     size_t plen, const unsigned char *s, size_t slen);
+static unsigned ngx_http_iothub_twin_policy_hubs(
+    const ngx_http_iothub_twin_caller_t *c, const unsigned char *hub,
+    size_t hub_len, uint64_t *covered);
+static const uint64_t *ngx_http_iothub_twin_policy_hub_rules(
+    const ngx_http_iothub_twin_caller_t *c, const unsigned char *hub,
+    size_t hub_len);
 static int ngx_http_iothub_twin_policy_refuse_target(
     ngx_http_iothub_twin_policy_decision_t *d, const uint64_t *covered,
-    const unsigned char *device, size_t dlen, const unsigned char *module,
-    size_t mlen);
+    const ngx_http_iothub_twin_policy_twin_t *t);
 static void ngx_http_iothub_twin_policy_target_name(char *dst, size_t size,
-    const unsigned char *device, size_t dlen, const unsigned char *module,
-    size_t mlen);
+    const ngx_http_iothub_twin_policy_twin_t *t);
 static int ngx_http_iothub_twin_policy_replace(
-    ngx_http_iothub_twin_policy_decision_t *d, const unsigned char *device,
-    size_t dlen, const unsigned char *module, size_t mlen);
+    ngx_http_iothub_twin_policy_decision_t *d,
+    const ngx_http_iothub_twin_policy_twin_t *t);
 static int ngx_http_iothub_twin_policy_walk(
     ngx_http_iothub_twin_policy_decision_t *d, unsigned s,
     const unsigned char *path, size_t len, const size_t *ends, size_t n,
@@ -327,8 +346,21 @@ ngx_http_iothub_twin_policy_target(ngx_http_iothub_twin_policy_decision_t *d,
     const unsigned char *device, size_t dlen, const unsigned char *module,
     size_t mlen)
 {
-    size_t    w;
-    uint64_t  covered[NGX_HTTP_IOTHUB_TWIN_WORDS];
+    return ngx_http_iothub_twin_policy_target_hub(d, c, op, NULL, 0, device,
+                                                  dlen, module, mlen);
+}
+
+
+int
+ngx_http_iothub_twin_policy_target_hub(
+    ngx_http_iothub_twin_policy_decision_t *d,
+    const ngx_http_iothub_twin_caller_t *c, int op, const unsigned char *hub,
+    size_t hub_len, const unsigned char *device, size_t dlen,
+    const unsigned char *module, size_t mlen)
+{
+    size_t                              w;
+    uint64_t                            covered[NGX_HTTP_IOTHUB_TWIN_WORDS];
+    ngx_http_iothub_twin_policy_twin_t  t;
 
     memset(&d->rules, 0, sizeof(ngx_http_iothub_twin_policy_rules_t));
     d->caller = c;
@@ -369,19 +401,32 @@ ngx_http_iothub_twin_policy_target(ngx_http_iothub_twin_policy_decision_t *d,
     ngx_http_iothub_twin_policy_covers(c, device, dlen, module, mlen,
                                        covered);
 
+    t.device = device;
+    t.dlen = dlen;
+    t.module = module;
+    t.mlen = mlen;
+    t.hub = hub;
+    t.hub_len = hub_len;
+    t.left_out = 0;
+
+    /* nothing to do for hubs unless a rule of the caller names some */
+
+    if (c->hubbed != NULL) {
+        t.left_out = ngx_http_iothub_twin_policy_hubs(c, hub, hub_len,
+                                                      covered);
+    }
+
     for (w = 0; w < c->nwords; w++) {
         d->rules.w[w] = covered[w] & c->ops[op][w];
         d->nrules += __builtin_popcountll(d->rules.w[w]);
     }
 
     if (d->nrules == 0) {
-        return ngx_http_iothub_twin_policy_refuse_target(d, covered, device,
-                                                         dlen, module, mlen);
+        return ngx_http_iothub_twin_policy_refuse_target(d, covered, &t);
     }
 
     if (op == NGX_HTTP_IOTHUB_TWIN_OP_REPLACE
-        && ngx_http_iothub_twin_policy_replace(d, device, dlen, module, mlen)
-           != 0)
+        && ngx_http_iothub_twin_policy_replace(d, &t) != 0)
     {
         return -1;
     }
@@ -553,11 +598,92 @@ ngx_http_iothub_twin_policy_glob(const unsigned char *p, size_t plen,
 }
 
 
+/*
+ * Leaves out of covered the rules with "hubs" not naming hub; returns 1
+ * if it left any out.  One lookup of the hub, and only when such a rule
+ * covers the twin.
+ */
+
+static unsigned
+ngx_http_iothub_twin_policy_hubs(const ngx_http_iothub_twin_caller_t *c,
+    const unsigned char *hub, size_t hub_len, uint64_t *covered)
+{
+    size_t           w;
+    uint64_t         any, keep, out;
+    const uint64_t  *named;
+
+    any = 0;
+
+    for (w = 0; w < c->nwords; w++) {
+        any |= covered[w] & c->hubbed[w];
+    }
+
+    if (any == 0) {
+        return 0;
+    }
+
+    named = ngx_http_iothub_twin_policy_hub_rules(c, hub, hub_len);
+    out = 0;
+
+    for (w = 0; w < c->nwords; w++) {
+        keep = ~c->hubbed[w] | (named ? named[w] : 0);
+        out |= covered[w] & ~keep;
+        covered[w] &= keep;
+    }
+
+    return out != 0;
+}
+
+
+/* the rules naming hub (compared without case), NULL if none does */
+
+static const uint64_t *
+ngx_http_iothub_twin_policy_hub_rules(const ngx_http_iothub_twin_caller_t *c,
+    const unsigned char *hub, size_t hub_len)
+{
+    size_t                                         i, slot;
+    uint32_t                                       h;
+    unsigned char                                  lower[
+                                          NGX_HTTP_IOTHUB_TWIN_POLICY_HUB_MAX];
+    const ngx_http_iothub_twin_policy_hub_slot_t  *e;
+
+    if (hub == NULL || hub_len == 0
+        || hub_len > NGX_HTTP_IOTHUB_TWIN_POLICY_HUB_MAX)
+    {
+        return NULL;
+    }
+
+    for (i = 0; i < hub_len; i++) {
+        lower[i] = ngx_http_iothub_twin_policy_lower(hub[i]);
+    }
+
+    h = ngx_http_iothub_twin_policy_hash(lower, hub_len);
+
+    for (slot = h & c->hub_mask; c->hub_slots[slot].data != NULL;
+         slot = (slot + 1) & c->hub_mask)
+    {
+        e = &c->hub_slots[slot];
+
+        if (e->hash == h && e->len == hub_len
+            && memcmp(e->data, lower, hub_len) == 0)
+        {
+            return e->rules;
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * covered: the rules covering the twin and applying to its hub; rules
+ * left out for their hubs covered it too if t->left_out is set
+ */
+
 static int
 ngx_http_iothub_twin_policy_refuse_target(
     ngx_http_iothub_twin_policy_decision_t *d, const uint64_t *covered,
-    const unsigned char *device, size_t dlen, const unsigned char *module,
-    size_t mlen)
+    const ngx_http_iothub_twin_policy_twin_t *t)
 {
     char                                  what[NGX_HTTP_IOTHUB_TWIN_TSHOWN];
     size_t                                w;
@@ -565,11 +691,10 @@ ngx_http_iothub_twin_policy_refuse_target(
 
     c = d->caller;
 
-    ngx_http_iothub_twin_policy_target_name(what, sizeof(what), device, dlen,
-                                            module, mlen);
+    ngx_http_iothub_twin_policy_target_name(what, sizeof(what), t);
 
     for (w = 0; w < c->nwords; w++) {
-        if (covered[w]) {
+        if (covered[w] || t->left_out) {
             return ngx_http_iothub_twin_policy_refuse(d, NULL, 0,
                                        "operation %s is not allowed on %s",
                                        ngx_http_iothub_twin_policy_ops[d->op],
@@ -582,28 +707,45 @@ ngx_http_iothub_twin_policy_refuse_target(
 }
 
 
-/* "device d" or "module m of device d" */
+/*
+ * "device d" or "module m of device d", and " on hub h" (" without a
+ * hub") if rules covering it were left out for naming other hubs
+ */
 
 static void
 ngx_http_iothub_twin_policy_target_name(char *dst, size_t size,
-    const unsigned char *device, size_t dlen, const unsigned char *module,
-    size_t mlen)
+    const ngx_http_iothub_twin_policy_twin_t *t)
 {
+    int   n;
     char  dev[NGX_HTTP_IOTHUB_TWIN_SHOWN];
     char  mod[NGX_HTTP_IOTHUB_TWIN_SHOWN];
+    char  hub[NGX_HTTP_IOTHUB_TWIN_SHOWN];
 
-    (void) ngx_http_iothub_twin_policy_escape(dev, sizeof(dev), device, dlen,
-                                              1);
+    (void) ngx_http_iothub_twin_policy_escape(dev, sizeof(dev), t->device,
+                                              t->dlen, 1);
 
-    if (module == NULL) {
-        snprintf(dst, size, "device %s", dev);
+    if (t->module == NULL) {
+        n = snprintf(dst, size, "device %s", dev);
+
+    } else {
+        (void) ngx_http_iothub_twin_policy_escape(mod, sizeof(mod),
+                                                  t->module, t->mlen, 1);
+        n = snprintf(dst, size, "module %s of device %s", mod, dev);
+    }
+
+    if (!t->left_out || n < 0 || (size_t) n >= size) {
         return;
     }
 
-    (void) ngx_http_iothub_twin_policy_escape(mod, sizeof(mod), module, mlen,
-                                              1);
+    if (t->hub == NULL || t->hub_len == 0) {
+        snprintf(dst + n, size - n, " without a hub");
+        return;
+    }
 
-    snprintf(dst, size, "module %s of device %s", mod, dev);
+    (void) ngx_http_iothub_twin_policy_escape(hub, sizeof(hub), t->hub,
+                                              t->hub_len, 1);
+
+    snprintf(dst + n, size - n, " on hub %s", hub);
 }
 
 
@@ -611,8 +753,7 @@ ngx_http_iothub_twin_policy_target_name(char *dst, size_t size,
 
 static int
 ngx_http_iothub_twin_policy_replace(ngx_http_iothub_twin_policy_decision_t *d,
-    const unsigned char *device, size_t dlen, const unsigned char *module,
-    size_t mlen)
+    const ngx_http_iothub_twin_policy_twin_t *t)
 {
     int                                       rc;
     char                                      what[NGX_HTTP_IOTHUB_TWIN_TSHOWN];
@@ -639,8 +780,7 @@ ngx_http_iothub_twin_policy_replace(ngx_http_iothub_twin_policy_decision_t *d,
             continue;
         }
 
-        ngx_http_iothub_twin_policy_target_name(what, sizeof(what), device,
-                                                dlen, module, mlen);
+        ngx_http_iothub_twin_policy_target_name(what, sizeof(what), t);
 
         name = sections[s];
 

@@ -12,6 +12,11 @@
  * scopes too: random "read" lists (or none, the default), denies of the
  * three sections, and sequences of a twin's nodes, with written paths
  * between them on the same decision, get the verdicts of ref_read().
+ * Hubs too: random "hubs" lists (any case) on a third of the rules,
+ * and decisions for a hub (any case, or one no rule names, or none) leave
+ * out what ref_applies() leaves out, and name the hub when they refuse
+ * because of it.  Hubs have a random sequence of their own, so that the
+ * rest is what it was without them.
  *
  * SEED=<n> in the environment picks another sequence; ROUNDS=<n> more
  * policies.
@@ -71,10 +76,13 @@ static void diff_ids(ref_id_t **list, uint32_t *n, int modules,
 static void diff_id(ref_id_t *id, int modules);
 static void diff_paths(ref_rule_t *r, const char *field, int deny);
 static void diff_reads(ref_rule_t *r);
+static void diff_hubs(ref_rule_t *r);
+static size_t diff_hub_below(size_t n);
+static void diff_random_hub(char *buf, const char *name, size_t len);
 static void diff_read(ref_path_t *pp);
 static void diff_read_nodes(decision_t *d, const diff_caller_t *dc,
-    const uint64_t *matched, int target_ok, char (*paths)[64], size_t npaths,
-    const char *name);
+    const uint64_t *matched, const uint64_t *everywhere, int target_ok,
+    char (*paths)[64], size_t npaths, const char *name);
 static void diff_random_node(char *buf, const char *prev);
 static int diff_ref_read(const diff_caller_t *dc, const uint64_t *matched,
     const char *path);
@@ -109,10 +117,19 @@ static const char *const  diff_keys[] = {
 
 static const char *const  diff_id_chars = "d1x*?#";
 
+/* the hubs rules name; the last one none does */
+static const char *const  diff_hub_names[] = {
+    "eu-fleet.azure-devices.net", "us-fleet.azure-devices.net", "h-3", "a",
+    "eu-fleet.azure-devices.ne"
+};
+
+#define DIFF_HUBS_NAMED  4
+
 
 static char            diff_text[1 << 20];
 static size_t          diff_len;
 static uint32_t        diff_state;
+static uint32_t        diff_hub_state;
 static unsigned char   diff_mem[1 << 22];
 static size_t          diff_used;
 static diff_caller_t   diff_callers[DIFF_CALLERS];
@@ -122,18 +139,32 @@ static unsigned long   diff_counts[5];   /* allowed, uncovered, denied, .. */
 static unsigned long   diff_nnodes, diff_nread_all, diff_nnodes_refused;
 static unsigned long   diff_read_counts[3];   /* NONE, ALL, SOME */
 
+/*
+ * decisions that left rules out for their hubs, and of them those
+ * refused; paths and nodes whose verdict those rules would have changed
+ */
+static unsigned long   diff_nleft_out, diff_nleft_refused;
+static unsigned long   diff_nhub_paths, diff_nhub_nodes;
+
 
 int
 main(void)
 {
-    char        *env;
-    size_t       i, rounds;
+    char           *env;
+    size_t          i, rounds;
+    unsigned long   checked;
 
     env = getenv("SEED");
     diff_state = env ? (uint32_t) strtoul(env, NULL, 10) : 20261129;
 
     if (diff_state == 0) {
         diff_state = 1;
+    }
+
+    diff_hub_state = diff_state ^ 0x9e3779b9;
+
+    if (diff_hub_state == 0) {
+        diff_hub_state = 1;
     }
 
     env = getenv("ROUNDS");
@@ -163,12 +194,34 @@ main(void)
            "the compiled matcher agrees with the reference on every"
            " target, path and node read");
 
-    /* a test that could not fail would prove nothing */
+    /*
+     * A test that could not fail would prove nothing.  Of the paths
+     * compared with the reference (after an allowed target of an update
+     * or replace), each verdict makes a tenth or more.
+     */
 
-    tap_ok(diff_counts[0] > ndiff_paths / 20
-           && diff_counts[1] > ndiff_paths / 20
-           && diff_counts[2] > ndiff_paths / 20, "%s",
-           "allowed, uncovered and denied paths each make 5% or more");
+    checked = diff_counts[0] + diff_counts[1] + diff_counts[2]
+              + diff_counts[4];
+
+    tap_ok(diff_counts[0] > checked / 10
+           && diff_counts[1] > checked / 10
+           && diff_counts[2] > checked / 10, "%s",
+           "allowed, uncovered and denied paths each make 10% or more of"
+           " those compared");
+
+    printf("# %lu decisions left rules out for their hubs, %lu of them"
+           " refused the target; that changed the verdict of %lu paths and"
+           " %lu nodes read\n", diff_nleft_out, diff_nleft_refused,
+           diff_nhub_paths, diff_nhub_nodes);
+
+    tap_ok(diff_nleft_out > diff_ndecisions / 20
+           && diff_nleft_refused > diff_nleft_out / 20
+           && diff_nleft_refused < diff_nleft_out
+           && diff_nhub_paths > checked / 200
+           && diff_nhub_nodes > diff_nnodes / 200, "%s",
+           "rules left out for their hubs in 5% of the decisions or more,"
+           " some of those refused, some allowed; that changed 0.5% or"
+           " more of the paths and of the nodes compared");
 
     tap_ok(diff_read_counts[0] > diff_nnodes / 20
            && diff_read_counts[1] > diff_nnodes / 20
@@ -218,6 +271,19 @@ static size_t
 diff_below(size_t n)
 {
     return diff_rand() % n;
+}
+
+
+/* the same, from the hubs' own sequence */
+
+static size_t
+diff_hub_below(size_t n)
+{
+    diff_hub_state ^= diff_hub_state << 13;
+    diff_hub_state ^= diff_hub_state >> 17;
+    diff_hub_state ^= diff_hub_state << 5;
+
+    return diff_hub_state % n;
 }
 
 
@@ -360,8 +426,76 @@ diff_rule(ref_rule_t *r)
     diff_paths(r, "desired", 0);
     diff_paths(r, "deny", 1);
     diff_reads(r);
+    diff_hubs(r);
 
     diff_json("}");
+}
+
+
+/* on a third of the rules, 1 to 3 of the named hubs, each in any case */
+
+static void
+diff_hubs(ref_rule_t *r)
+{
+    char           *buf;
+    size_t          i, k, count, pick[3];
+
+    if (diff_hub_below(3) != 0) {
+        return;
+    }
+
+    count = 1 + diff_hub_below(3);
+    r->hubs = diff_pool(count * sizeof(ref_key_t));
+
+    diff_json(",\"hubs\":[");
+
+    for (i = 0; i < count; i++) {
+
+        /* each once: a hub listed twice is a load error */
+
+        do {
+            pick[i] = diff_hub_below(DIFF_HUBS_NAMED);
+
+            for (k = 0; k < i && pick[k] != pick[i]; k++) { /* void */ }
+
+        } while (k < i);
+
+        buf = diff_pool(64);
+        diff_random_hub(buf, diff_hub_names[pick[i]],
+                        strlen(diff_hub_names[pick[i]]));
+
+        diff_json("%s\"%s\"", i ? "," : "", buf);
+
+        r->hubs[r->nhubs].data = (const unsigned char *) buf;
+        r->hubs[r->nhubs].len = strlen(buf);
+        r->nhubs++;
+    }
+
+    diff_json("]");
+}
+
+
+/* a hub's name, its letters in random case */
+
+static void
+diff_random_hub(char *buf, const char *name, size_t len)
+{
+    size_t  k;
+
+    for (k = 0; k < len; k++) {
+        buf[k] = name[k];
+
+        if (name[k] >= 'a' && name[k] <= 'z' && diff_hub_below(4) == 0) {
+            buf[k] = (char) (name[k] - 'a' + 'A');
+
+        } else if (name[k] >= 'A' && name[k] <= 'Z'
+                   && diff_hub_below(4) == 0)
+        {
+            buf[k] = (char) (name[k] - 'A' + 'a');
+        }
+    }
+
+    buf[k] = '\0';
 }
 
 
@@ -548,17 +682,20 @@ static void
 diff_decide(const ngx_http_iothub_twin_caller_t *c, const diff_caller_t *dc,
     const char *name)
 {
-    int           op, rc, want, kind, covered, first, target_rc;
+    int           op, rc, want, kind, covered, first, target_rc, left;
     char          device[32], module[32], paths[8][64], expect[300];
+    char          hub_buf[64], hub_expect[100];
     char          target_reason[256];
-    size_t        i, k, n, ri, di, nrules;
-    uint64_t      matched[DIFF_WORDS];
+    size_t        i, k, n, ri, di, eri, edi, nrules;
+    uint64_t      matched[DIFF_WORDS], everywhere[DIFF_WORDS];
     unsigned      s;
     decision_t    d;
-    const char   *mod;
+    const char   *mod, *hub;
     const ref_rule_t  *r;
 
     diff_ndecisions++;
+
+    r = NULL;
 
     op = 1 + diff_below(3);
     diff_random_id(device, 0);
@@ -589,19 +726,55 @@ diff_decide(const ngx_http_iothub_twin_caller_t *c, const diff_caller_t *dc,
                 op = 1 + diff_below(3);
             } while (!(r->ops & (1u << op)));
         }
+
     }
 
-    rc = ngx_http_iothub_twin_policy_target(&d, c, op,
+    /*
+     * mostly one of the hubs of that rule if it names some, else one of
+     * the hubs rules name, one none does, or none; each in any case
+     */
+
+    hub = hub_buf;
+
+    if (r != NULL && r->nhubs > 0 && diff_hub_below(4) != 0) {
+        k = diff_hub_below(r->nhubs);
+        diff_random_hub(hub_buf, (const char *) r->hubs[k].data,
+                        r->hubs[k].len);
+
+    } else if (diff_hub_below(8) != 0) {
+        k = diff_hub_below(sizeof(diff_hub_names)
+                           / sizeof(diff_hub_names[0]));
+        diff_random_hub(hub_buf, diff_hub_names[k],
+                        strlen(diff_hub_names[k]));
+
+    } else {
+        hub = NULL;
+    }
+
+    if (hub == NULL && diff_hub_below(2)) {
+        rc = ngx_http_iothub_twin_policy_target(&d, c, op,
                                    (const unsigned char *) device,
                                    strlen(device),
                                    (const unsigned char *) mod,
                                    mod ? strlen(mod) : 0);
 
+    } else {
+        rc = ngx_http_iothub_twin_policy_target_hub(&d, c, op,
+                                   (const unsigned char *) hub,
+                                   hub ? strlen(hub) : 0,
+                                   (const unsigned char *) device,
+                                   strlen(device),
+                                   (const unsigned char *) mod,
+                                   mod ? strlen(mod) : 0);
+    }
+
     /* the reference */
 
     memset(matched, 0, sizeof(matched));
+    memset(everywhere, 0, sizeof(everywhere));
     nrules = 0;
     covered = 0;
+    left = 0;
 
     for (i = 0; i < dc->nrules; i++) {
         if (!ref_covers(&dc->rules[i], (const unsigned char *) device,
@@ -612,6 +785,19 @@ diff_decide(const ngx_http_iothub_twin_caller_t *c, const diff_caller_t *dc,
         }
 
         covered = 1;
+
+        /* what the decision would be if hubs did not exist */
+
+        if (dc->rules[i].ops & (1u << op)) {
+            everywhere[i / 64] |= (uint64_t) 1 << (i % 64);
+        }
+
+        if (!ref_applies(&dc->rules[i], (const unsigned char *) hub,
+                         hub ? strlen(hub) : 0))
+        {
+            left = 1;
+            continue;
+        }
 
         if (dc->rules[i].ops & (1u << op)) {
             matched[i / 64] |= (uint64_t) 1 << (i % 64);
@@ -649,14 +835,26 @@ diff_decide(const ngx_http_iothub_twin_caller_t *c, const diff_caller_t *dc,
     target_rc = rc;
     snprintf(target_reason, sizeof(target_reason), "%s", d.reason);
 
+    /* a refused target names the hub if rules were left out for it */
+
+    snprintf(hub_expect, sizeof(hub_expect), "%s%s",
+             hub ? " on hub " : " without a hub", hub ? hub : "");
+
+    diff_nleft_out += left;
+    diff_nleft_refused += (left && want != 0);
+
     if (rc != want || d.nrules != nrules
         || (want != 0 && strstr(d.reason, expect) == NULL)
+        || (want != 0 && left && strstr(d.reason, hub_expect) == NULL)
+        || (want != 0 && !left && strstr(d.reason, " hub") != NULL)
         || d.report != (unsigned) dc->report)
     {
-        diff_mismatch("caller %s op %d device \"%s\" module \"%s\": rc %d"
-                      " (want %d), %u rules (want %zu), reason \"%s\""
-                      " (want \"%s\")", name, op, device, mod ? mod : "-",
-                      rc, want, d.nrules, nrules, d.reason, expect);
+        diff_mismatch("caller %s op %d device \"%s\" module \"%s\" hub"
+                      " \"%s\": rc %d (want %d), %u rules (want %zu),"
+                      " reason \"%s\" (want \"%s\"%s%s)", name, op, device,
+                      mod ? mod : "-", hub ? hub : "-", rc, want, d.nrules,
+                      nrules, d.reason, expect, left ? " and " : "",
+                      left ? hub_expect : "");
         return;
     }
 
@@ -693,6 +891,10 @@ diff_decide(const ngx_http_iothub_twin_caller_t *c, const diff_caller_t *dc,
 
         } else {
             kind = diff_ref_path(dc, matched, paths[i], &ri, &di);
+
+            diff_nhub_paths += (left && diff_ref_path(dc, everywhere,
+                                                      paths[i], &eri, &edi)
+                                        != kind);
         }
 
         diff_counts[kind]++;
@@ -737,7 +939,7 @@ diff_decide(const ngx_http_iothub_twin_caller_t *c, const diff_caller_t *dc,
         }
     }
 
-    diff_read_nodes(&d, dc, matched,
+    diff_read_nodes(&d, dc, matched, left ? everywhere : NULL,
                     target_rc == 0 && op != NGX_HTTP_IOTHUB_TWIN_OP_READ
                     ? 2 : (target_rc == 0), paths, n, name);
 }
@@ -749,10 +951,12 @@ diff_decide(const ngx_http_iothub_twin_caller_t *c, const diff_caller_t *dc,
  * the verdicts of writes checked).
  */
 
+/* everywhere: the rules matched if hubs did not exist, NULL if the same */
+
 static void
 diff_read_nodes(decision_t *d, const diff_caller_t *dc,
-    const uint64_t *matched, int target_ok, char (*paths)[64], size_t npaths,
-    const char *name)
+    const uint64_t *matched, const uint64_t *everywhere, int target_ok,
+    char (*paths)[64], size_t npaths, const char *name)
 {
     int     rc, want, kind, all;
     char    nodes[16][64], t[64];
@@ -803,6 +1007,10 @@ diff_read_nodes(decision_t *d, const diff_caller_t *dc,
         if (target_ok) {
             diff_nnodes++;
             diff_read_counts[want]++;
+
+            diff_nhub_nodes += (everywhere != NULL
+                                && diff_ref_read(dc, everywhere, nodes[i])
+                                   != want);
 
         } else {
             diff_nnodes_refused++;

@@ -10,7 +10,8 @@
  *
  * Beside it, ref_read(): the read verdict of a node from the read
  * patterns and denies of the matched rules, compared in turn, as
- * ngx_http_iothub_twin_policy.h defines it.
+ * ngx_http_iothub_twin_policy.h defines it; and ref_applies(): whether a
+ * rule applies to a hub, its "hubs" compared in turn without case.
  */
 
 
@@ -68,6 +69,12 @@ typedef struct {
 
 
 typedef struct {
+    const unsigned char  *data;
+    size_t                len;
+} ref_key_t;
+
+
+typedef struct {
     unsigned              ops;
     unsigned              device_twin;
     ref_id_t             *devices;
@@ -83,13 +90,11 @@ typedef struct {
     ref_path_t           *read;
     uint32_t              nread;
     unsigned              read_given;
+
+    /* "hubs", as written; nhubs 0: every hub */
+    ref_key_t            *hubs;
+    uint32_t              nhubs;
 } ref_rule_t;
-
-
-typedef struct {
-    const unsigned char  *data;
-    size_t                len;
-} ref_key_t;
 
 
 static int ref_id_match(const ref_id_t *id, const unsigned char *s,
@@ -146,6 +151,53 @@ ref_covers(const ref_rule_t *r, const unsigned char *device, size_t dlen,
         }
 
         if (ref_id_match(&r->modules[i], module, mlen)) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* hub NULL: no hub, which only rules without "hubs" apply to */
+
+static int
+ref_applies(const ref_rule_t *r, const unsigned char *hub, size_t len)
+{
+    size_t  i, k;
+    int     a, b;
+
+    if (r->nhubs == 0) {
+        return 1;
+    }
+
+    if (hub == NULL) {
+        return 0;
+    }
+
+    for (i = 0; i < r->nhubs; i++) {
+        if (r->hubs[i].len != len) {
+            continue;
+        }
+
+        for (k = 0; k < len; k++) {
+            a = r->hubs[i].data[k];
+            b = hub[k];
+
+            if (a >= 'A' && a <= 'Z') {
+                a += 'a' - 'A';
+            }
+
+            if (b >= 'A' && b <= 'Z') {
+                b += 'a' - 'A';
+            }
+
+            if (a != b) {
+                break;
+            }
+        }
+
+        if (k == len) {
             return 1;
         }
     }
