@@ -197,7 +197,7 @@ ngx_http_iothub_twin_backoff_check(ngx_http_request_t *r,
 
     imcf = ngx_http_get_module_main_conf(r, ngx_http_iothub_twin_module);
 
-    hub = ngx_http_iothub_twin_backoff_hub(imcf->backoff, &itlcf->hub, 0);
+    hub = ngx_http_iothub_twin_backoff_hub(imcf->backoff, &ctx->hub, 0);
     if (hub == NULL) {
         return NGX_OK;
     }
@@ -258,11 +258,11 @@ ngx_http_iothub_twin_backoff_record(ngx_http_request_t *r,
 
     imcf = ngx_http_get_module_main_conf(r, ngx_http_iothub_twin_module);
 
-    hub = ngx_http_iothub_twin_backoff_hub(imcf->backoff, &itlcf->hub, 1);
+    hub = ngx_http_iothub_twin_backoff_hub(imcf->backoff, &ctx->hub, 1);
     if (hub == NULL) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "iothub_twin: no room for hub \"%V\" in "
-                      "iothub_twin_backoff_zone", &itlcf->hub);
+                      "iothub_twin_backoff_zone", &ctx->hub);
         return;
     }
 
@@ -286,7 +286,7 @@ ngx_http_iothub_twin_backoff_record(ngx_http_request_t *r,
 
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                   "iothub_twin: hub \"%V\" answered 429; the gateway "
-                  "answers its %s for %M ms", &itlcf->hub,
+                  "answers its %s for %M ms", &ctx->hub,
                   kind ? "reads" : "writes", until - ngx_current_msec);
 }
 

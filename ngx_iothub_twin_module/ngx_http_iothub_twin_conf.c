@@ -20,9 +20,24 @@ static ngx_command_t *ngx_http_iothub_twin_find_command(ngx_conf_t *cf,
 static char *ngx_http_iothub_twin_proxy_directive(ngx_conf_t *cf,
     const char *name, const char *arg1, const char *arg2);
 static char *ngx_http_iothub_twin_parse_keys(ngx_conf_t *cf,
-    ngx_http_iothub_twin_keys_t *keys, u_char *text, size_t len);
+    ngx_str_t *name, ngx_http_iothub_twin_keys_t *keys, u_char *text,
+    size_t len);
+static ngx_http_iothub_twin_keys_t *ngx_http_iothub_twin_read_keys(
+    ngx_conf_t *cf, ngx_str_t *name, ngx_str_t *path);
+static ngx_int_t ngx_http_iothub_twin_pass_url(ngx_conf_t *cf,
+    ngx_str_t *name, ngx_str_t *url, ngx_str_t *host, ngx_str_t *hostport);
 static ngx_http_iothub_twin_signer_t *ngx_http_iothub_twin_signer(
-    ngx_conf_t *cf, ngx_http_iothub_twin_loc_conf_t *conf);
+    ngx_conf_t *cf, ngx_http_iothub_twin_hub_t *hub);
+static char *ngx_http_iothub_twin_merge_single(ngx_conf_t *cf,
+    ngx_http_iothub_twin_loc_conf_t *conf, ngx_http_core_loc_conf_t *clcf);
+static char *ngx_http_iothub_twin_merge_routes(ngx_conf_t *cf,
+    ngx_http_iothub_twin_loc_conf_t *conf, ngx_http_core_loc_conf_t *clcf);
+static ngx_http_iothub_twin_hub_t *ngx_http_iothub_twin_find_hub(
+    ngx_http_iothub_twin_main_conf_t *imcf, u_char *name, size_t len);
+static char *ngx_http_iothub_twin_check_policy_hubs(ngx_conf_t *cf,
+    ngx_http_iothub_twin_loc_conf_t *conf, ngx_http_core_loc_conf_t *clcf);
+static int ngx_http_iothub_twin_known_hub(void *data,
+    const unsigned char *name, size_t len);
 static char *ngx_http_iothub_twin_merge_identity(ngx_conf_t *cf,
     ngx_http_iothub_twin_loc_conf_t *prev,
     ngx_http_iothub_twin_loc_conf_t *conf, ngx_http_core_loc_conf_t *clcf);
@@ -71,6 +86,13 @@ ngx_http_iothub_twin_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    if (ngx_array_init(&imcf->hubs, cf->pool, 4,
+                       sizeof(ngx_http_iothub_twin_hub_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
     return imcf;
 }
 
@@ -93,10 +115,13 @@ ngx_http_iothub_twin_create_loc_conf(ngx_conf_t *cf)
      *     conf->hub = { 0, NULL };
      *     conf->policy = { 0, NULL };
      *     conf->api_version = { 0, NULL };
-     *     conf->signer = NULL;
+     *     conf->single = NULL;
+     *     conf->routes = NULL;
+     *     conf->route_value = NULL;
      */
 
     conf->enabled = NGX_CONF_UNSET;
+    conf->routed = NGX_CONF_UNSET;
     conf->keys = NGX_CONF_UNSET_PTR;
     conf->key_slot = NGX_CONF_UNSET_UINT;
     conf->token_lifetime = NGX_CONF_UNSET;
@@ -128,6 +153,15 @@ ngx_http_iothub_twin_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->enabled == NGX_CONF_UNSET) {
         conf->enabled = 0;
+    }
+
+    if (conf->routed == NGX_CONF_UNSET) {
+        conf->routed = 0;
+    }
+
+    if (conf->routes == NULL && conf->route_value == NULL) {
+        conf->routes = prev->routes;
+        conf->route_value = prev->route_value;
     }
 
     ngx_conf_merge_str_value(conf->hub, prev->hub, "");
@@ -167,6 +201,38 @@ ngx_http_iothub_twin_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    if (conf->routed) {
+        if (ngx_http_iothub_twin_merge_routes(cf, conf, clcf)
+            != NGX_CONF_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+    } else if (ngx_http_iothub_twin_merge_single(cf, conf, clcf)
+               != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_http_iothub_twin_check_policy_hubs(cf, conf, clcf);
+}
+
+
+/* iothub_twin_pass https://...: the location's one hub, from its directives */
+
+static char *
+ngx_http_iothub_twin_merge_single(ngx_conf_t *cf,
+    ngx_http_iothub_twin_loc_conf_t *conf, ngx_http_core_loc_conf_t *clcf)
+{
+    ngx_http_iothub_twin_hub_t  *hub;
+
+    if (conf->routes || conf->route_value) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"iothub_twin_route\" in location \"%V\" needs "
+                           "\"iothub_twin_pass route\"", &clcf->name);
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->hub.len == 0) {
         conf->hub = conf->pass_host;
     }
@@ -193,12 +259,222 @@ ngx_http_iothub_twin_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    conf->signer = ngx_http_iothub_twin_signer(cf, conf);
-    if (conf->signer == NULL) {
+    hub = ngx_pcalloc(cf->pool, sizeof(ngx_http_iothub_twin_hub_t));
+    if (hub == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    hub->name = conf->hub;
+    hub->upstream = conf->pass_host;
+    hub->policy = conf->policy;
+    hub->keys = conf->keys;
+    hub->key_slot = conf->key_slot;
+    hub->token_lifetime = conf->token_lifetime;
+    hub->api_version = conf->api_version;
+
+    hub->signer = ngx_http_iothub_twin_signer(cf, hub);
+    if (hub->signer == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    conf->single = hub;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * iothub_twin_pass route: each hub is an iothub_twin_hub_define; the
+ * routes name hubs that exist, and no device ID is routed to two hubs.
+ */
+
+static char *
+ngx_http_iothub_twin_merge_routes(ngx_conf_t *cf,
+    ngx_http_iothub_twin_loc_conf_t *conf, ngx_http_core_loc_conf_t *clcf)
+{
+    int                                rc;
+    ngx_uint_t                         i, j;
+    ngx_http_iothub_twin_route_t      *rt;
+    ngx_http_iothub_twin_main_conf_t  *imcf;
+
+    if (conf->keys || conf->policy.len || conf->hub.len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"iothub_twin_pass route\" in location \"%V\" "
+                           "takes each hub's name, policy and key from its "
+                           "\"iothub_twin_hub_define\": remove "
+                           "\"iothub_twin_hub\", \"iothub_twin_hub_policy\" "
+                           "and \"iothub_twin_hub_key_file\" from the "
+                           "location and the levels above it", &clcf->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->routes == NULL && conf->route_value == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"iothub_twin_pass route\" in location \"%V\" "
+                           "needs \"iothub_twin_route\"", &clcf->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->route_value) {
+        return NGX_CONF_OK;
+    }
+
+    imcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_iothub_twin_module);
+
+    rt = conf->routes->elts;
+
+    for (i = 0; i < conf->routes->nelts; i++) {
+
+        if (rt[i].hub) {
+            continue;   /* found for another location already */
+        }
+
+        rt[i].hub = ngx_http_iothub_twin_find_hub(imcf, rt[i].hub_name.data,
+                                                  rt[i].hub_name.len);
+        if (rt[i].hub == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "unknown hub \"%V\" in \"iothub_twin_route device "
+                          "%V %V\" in %s:%ui: define it with "
+                          "\"iothub_twin_hub_define\"",
+                          &rt[i].hub_name, &rt[i].pattern, &rt[i].hub_name,
+                          rt[i].file, rt[i].line);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    for (i = 0; i < conf->routes->nelts; i++) {
+        for (j = i + 1; j < conf->routes->nelts; j++) {
+
+            if (rt[i].hub == rt[j].hub) {
+                continue;
+            }
+
+            rc = ngx_http_iothub_twin_route_overlap(rt[i].pattern.data,
+                                                    rt[i].pattern.len,
+                                                    rt[j].pattern.data,
+                                                    rt[j].pattern.len);
+            if (rc == -1) {
+                return NGX_CONF_ERROR;
+            }
+
+            if (rc) {
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "\"iothub_twin_route device %V %V\" in %s:%ui "
+                              "and \"iothub_twin_route device %V %V\" in "
+                              "%s:%ui overlap: some device ID matches both "
+                              "and would route to two hubs",
+                              &rt[i].pattern, &rt[i].hub_name, rt[i].file,
+                              rt[i].line, &rt[j].pattern, &rt[j].hub_name,
+                              rt[j].file, rt[j].line);
+                return NGX_CONF_ERROR;
+            }
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_http_iothub_twin_hub_t *
+ngx_http_iothub_twin_find_hub(ngx_http_iothub_twin_main_conf_t *imcf,
+    u_char *name, size_t len)
+{
+    ngx_uint_t                   i;
+    ngx_http_iothub_twin_hub_t **hp;
+
+    hp = imcf->hubs.elts;
+
+    for (i = 0; i < imcf->hubs.nelts; i++) {
+        if (hp[i]->name.len == len
+            && ngx_strncasecmp(hp[i]->name.data, name, len) == 0)
+        {
+            return hp[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * The hubs a caller's rules name are hubs this location may send a twin
+ * to: its one hub, the hubs its routes name, or with a routing value,
+ * any defined hub.
+ */
+
+static char *
+ngx_http_iothub_twin_check_policy_hubs(ngx_conf_t *cf,
+    ngx_http_iothub_twin_loc_conf_t *conf, ngx_http_core_loc_conf_t *clcf)
+{
+    char         err[512];
+    const char  *suffix;
+
+    if (conf->callers == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    if (conf->single) {
+        suffix = "(this location sends every twin to its one hub)";
+
+    } else if (conf->route_value) {
+        suffix = "(no \"iothub_twin_hub_define\" defines it)";
+
+    } else {
+        suffix = "(no \"iothub_twin_route\" of this location names it)";
+    }
+
+    conf->main = ngx_http_conf_get_module_main_conf(cf,
+                                                ngx_http_iothub_twin_module);
+
+    if (ngx_http_iothub_twin_policy_check_hubs(conf->callers->policy,
+                                               ngx_http_iothub_twin_known_hub,
+                                               conf, suffix, err, sizeof(err))
+        != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"iothub_twin_callers\" in location \"%V\": %s",
+                           &clcf->name, err);
         return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
+}
+
+
+static int
+ngx_http_iothub_twin_known_hub(void *data, const unsigned char *name,
+    size_t len)
+{
+    ngx_http_iothub_twin_loc_conf_t *conf = data;
+
+    ngx_uint_t                     i;
+    ngx_http_iothub_twin_route_t  *rt;
+
+    if (conf->single) {
+        return conf->single->name.len == len
+               && ngx_strncasecmp(conf->single->name.data, (u_char *) name,
+                                  len)
+                  == 0;
+    }
+
+    if (conf->route_value) {
+        return ngx_http_iothub_twin_find_hub(conf->main, (u_char *) name,
+                                             len)
+               != NULL;
+    }
+
+    rt = conf->routes->elts;
+
+    for (i = 0; i < conf->routes->nelts; i++) {
+        if (rt[i].hub->name.len == len
+            && ngx_strncasecmp(rt[i].hub->name.data, (u_char *) name, len)
+               == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -257,11 +533,10 @@ ngx_http_iothub_twin_merge_identity(ngx_conf_t *cf,
 }
 
 
-/* locations with the same hub, policy, key and lifetime share one token */
+/* hubs with the same name, policy, key and lifetime share one token */
 
 static ngx_http_iothub_twin_signer_t *
-ngx_http_iothub_twin_signer(ngx_conf_t *cf,
-    ngx_http_iothub_twin_loc_conf_t *conf)
+ngx_http_iothub_twin_signer(ngx_conf_t *cf, ngx_http_iothub_twin_hub_t *hub)
 {
     ngx_uint_t                          i;
     ngx_http_iothub_twin_signer_t      *s, **sp;
@@ -274,13 +549,13 @@ ngx_http_iothub_twin_signer(ngx_conf_t *cf,
     for (i = 0; i < imcf->signers.nelts; i++) {
         s = sp[i];
 
-        if (s->keys == conf->keys
-            && s->slot == conf->key_slot
-            && s->lifetime == conf->token_lifetime
-            && s->hub.len == conf->hub.len
-            && ngx_strncasecmp(s->hub.data, conf->hub.data, s->hub.len) == 0
-            && s->policy.len == conf->policy.len
-            && ngx_strncmp(s->policy.data, conf->policy.data, s->policy.len)
+        if (s->keys == hub->keys
+            && s->slot == hub->key_slot
+            && s->lifetime == hub->token_lifetime
+            && s->hub.len == hub->name.len
+            && ngx_strncasecmp(s->hub.data, hub->name.data, s->hub.len) == 0
+            && s->policy.len == hub->policy.len
+            && ngx_strncmp(s->policy.data, hub->policy.data, s->policy.len)
                == 0)
         {
             return s;
@@ -292,11 +567,11 @@ ngx_http_iothub_twin_signer(ngx_conf_t *cf,
         return NULL;
     }
 
-    s->hub = conf->hub;
-    s->policy = conf->policy;
-    s->keys = conf->keys;
-    s->slot = conf->key_slot;
-    s->lifetime = conf->token_lifetime;
+    s->hub = hub->name;
+    s->policy = hub->policy;
+    s->keys = hub->keys;
+    s->slot = hub->key_slot;
+    s->lifetime = hub->token_lifetime;
 
     s->token = ngx_pnalloc(cf->pool,
                            ngx_http_iothub_twin_sas_token_max(s->hub.len,
@@ -317,10 +592,13 @@ ngx_http_iothub_twin_signer(ngx_conf_t *cf,
 
 
 /*
- * iothub_twin_pass https://host[:port];
+ * iothub_twin_pass https://host[:port] | route;
  *
  * Only a scheme and a host: the path is always the canonical one the
- * gateway builds, and variables could not be checked here.
+ * gateway builds, and variables could not be checked here.  "route":
+ * each twin goes to the hub iothub_twin_route gives it, through that
+ * hub's upstream, with its name as SNI, Host and the name its
+ * certificate is verified against.
  */
 
 char *
@@ -329,9 +607,8 @@ ngx_http_iothub_twin_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_iothub_twin_loc_conf_t *itlcf = conf;
 
     char                      *rv;
-    u_char                    *host, *end, *colon;
     const char               **d;
-    ngx_str_t                 *value;
+    ngx_str_t                 *value, host, hostport;
     ngx_uint_t                 i;
     ngx_http_core_loc_conf_t  *clcf;
 
@@ -341,41 +618,48 @@ ngx_http_iothub_twin_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    if (value[1].len <= sizeof("https://") - 1
-        || ngx_strncasecmp(value[1].data, (u_char *) "https://",
-                           sizeof("https://") - 1)
-           != 0)
+    if (value[1].len == sizeof("route") - 1
+        && ngx_strncmp(value[1].data, "route", sizeof("route") - 1) == 0)
     {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid URL \"%V\" in \"%V\": the hub is reached "
-                           "over https only", &value[1], &cmd->name);
-        return NGX_CONF_ERROR;
-    }
+        itlcf->routed = 1;
 
-    host = value[1].data + sizeof("https://") - 1;
-    end = value[1].data + value[1].len;
+        rv = ngx_http_iothub_twin_proxy_directive(cf, "proxy_pass",
+                                          "https://$iothub_twin_hub_upstream",
+                                          NULL);
+        if (rv != NGX_CONF_OK) {
+            return rv;
+        }
 
-    for (i = 0; host + i < end; i++) {
-        if (host[i] == '/' || host[i] == '$' || host[i] == '?'
-            || host[i] == '@' || host[i] == '#')
+        rv = ngx_http_iothub_twin_proxy_directive(cf, "proxy_ssl_name",
+                                                  "$iothub_twin_hub", NULL);
+        if (rv != NGX_CONF_OK) {
+            return rv;
+        }
+
+        rv = ngx_http_iothub_twin_proxy_directive(cf, "proxy_set_header",
+                                                  "Host", "$iothub_twin_hub");
+        if (rv != NGX_CONF_OK) {
+            return rv;
+        }
+
+    } else {
+        itlcf->routed = 0;
+
+        if (ngx_http_iothub_twin_pass_url(cf, &cmd->name, &value[1], &host,
+                                          &hostport)
+            != NGX_OK)
         {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid URL \"%V\" in \"%V\": give only "
-                               "\"https://host[:port]\", without a path or "
-                               "variables", &value[1], &cmd->name);
             return NGX_CONF_ERROR;
         }
-    }
 
-    colon = ngx_strlchr(host, end, ':');
+        itlcf->pass_host = host;
 
-    itlcf->pass_host.data = host;
-    itlcf->pass_host.len = (colon ? colon : end) - host;
-
-    rv = ngx_http_iothub_twin_proxy_directive(cf, "proxy_pass",
-                                              (char *) value[1].data, NULL);
-    if (rv != NGX_CONF_OK) {
-        return rv;
+        rv = ngx_http_iothub_twin_proxy_directive(cf, "proxy_pass",
+                                                  (char *) value[1].data,
+                                                  NULL);
+        if (rv != NGX_CONF_OK) {
+            return rv;
+        }
     }
 
     for (i = 0; ngx_http_iothub_twin_proxy_conf[i][0]; i++) {
@@ -391,6 +675,372 @@ ngx_http_iothub_twin_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     itlcf->enabled = 1;
     itlcf->proxy_handler = clcf->handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/* "https://host[:port]", nothing else: the host, and host[:port] */
+
+static ngx_int_t
+ngx_http_iothub_twin_pass_url(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_str_t *url, ngx_str_t *host, ngx_str_t *hostport)
+{
+    u_char      *p, *end, *colon;
+    ngx_uint_t   i;
+
+    if (url->len <= sizeof("https://") - 1
+        || ngx_strncasecmp(url->data, (u_char *) "https://",
+                           sizeof("https://") - 1)
+           != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid URL \"%V\" in \"%V\": the hub is reached "
+                           "over https only", url, name);
+        return NGX_ERROR;
+    }
+
+    p = url->data + sizeof("https://") - 1;
+    end = url->data + url->len;
+
+    for (i = 0; p + i < end; i++) {
+        if (p[i] == '/' || p[i] == '$' || p[i] == '?' || p[i] == '@'
+            || p[i] == '#')
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid URL \"%V\" in \"%V\": give only "
+                               "\"https://host[:port]\", without a path or "
+                               "variables", url, name);
+            return NGX_ERROR;
+        }
+    }
+
+    colon = ngx_strlchr(p, end, ':');
+
+    host->data = p;
+    host->len = (colon ? colon : end) - p;
+
+    hostport->data = p;
+    hostport->len = end - p;
+
+    return NGX_OK;
+}
+
+
+/*
+ * iothub_twin_hub_define host policy=name key_file=path
+ *     [pass=https://upstream[:port]] [key_slot=primary|secondary]
+ *     [token_lifetime=time] [api_version=date];
+ *
+ * One hub a routed location may send twins to, named by its host name
+ * (what the SAS token's sr, SNI, Host and $iothub_twin_hub say), reached
+ * through pass= (an upstream{} or host:port; by default the host itself
+ * on 443).
+ */
+
+char *
+ngx_http_iothub_twin_hub_define(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_iothub_twin_main_conf_t *imcf = conf;
+
+    u_char                         c;
+    time_t                         t;
+    ngx_str_t                     *value, v, host, key_file, pass;
+    ngx_url_t                      u;
+    ngx_uint_t                     i;
+    ngx_http_iothub_twin_hub_t    *hub, **hp;
+
+    value = cf->args->elts;
+
+    for (i = 0; i < value[1].len; i++) {
+        c = value[1].data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '-' || c == '.'))
+        {
+            break;
+        }
+    }
+
+    if (value[1].len == 0 || value[1].len > 253 || i < value[1].len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid hub \"%V\" in \"%V\": expected the "
+                           "hub's host name, such as "
+                           "myhub.azure-devices.net", &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_iothub_twin_find_hub(imcf, value[1].data, value[1].len)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate hub \"%V\" in \"%V\"",
+                           &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    hub = ngx_pcalloc(cf->pool, sizeof(ngx_http_iothub_twin_hub_t));
+    if (hub == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    hub->name = value[1];
+    hub->token_lifetime = 3600;
+    ngx_str_set(&hub->api_version, NGX_HTTP_IOTHUB_TWIN_API_VERSION);
+    hub->file = cf->conf_file->file.name.data;
+    hub->line = cf->conf_file->line;
+
+    ngx_str_null(&key_file);
+    ngx_str_null(&pass);
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "policy=", 7) == 0
+            && value[i].len > 7 && hub->policy.len == 0)
+        {
+            hub->policy.data = value[i].data + 7;
+            hub->policy.len = value[i].len - 7;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "key_file=", 9) == 0
+            && value[i].len > 9 && key_file.len == 0)
+        {
+            key_file.data = value[i].data + 9;
+            key_file.len = value[i].len - 9;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "pass=", 5) == 0 && pass.len == 0) {
+            v.data = value[i].data + 5;
+            v.len = value[i].len - 5;
+
+            if (ngx_http_iothub_twin_pass_url(cf, &cmd->name, &v, &host,
+                                              &pass)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "key_slot=primary") == 0) {
+            hub->key_slot = 0;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "key_slot=secondary") == 0) {
+            hub->key_slot = 1;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "token_lifetime=", 15) == 0) {
+            v.data = value[i].data + 15;
+            v.len = value[i].len - 15;
+
+            t = ngx_parse_time(&v, 1);
+
+            if (t == (time_t) NGX_ERROR || t < 60 || t > 86400) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid value \"%V\" in \"%V\": "
+                                   "expected a time from 1m to 24h",
+                                   &value[i], &cmd->name);
+                return NGX_CONF_ERROR;
+            }
+
+            hub->token_lifetime = t;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "api_version=", 12) == 0) {
+            if (!ngx_http_iothub_twin_api_version_valid(value[i].data + 12,
+                                                        value[i].len - 12))
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid value \"%V\" in \"%V\": "
+                                   "expected a date like 2021-04-12",
+                                   &value[i], &cmd->name);
+                return NGX_CONF_ERROR;
+            }
+
+            hub->api_version.data = value[i].data + 12;
+            hub->api_version.len = value[i].len - 12;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" in \"%V %V\"",
+                           &value[i], &cmd->name, &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (hub->policy.len == 0 || key_file.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V %V\" needs policy=<SAS policy name> and "
+                           "key_file=<path>", &cmd->name, &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    hub->keys = ngx_http_iothub_twin_read_keys(cf, &cmd->name, &key_file);
+    if (hub->keys == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (hub->key_slot >= hub->keys->nkeys) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V %V\": key_slot=secondary, but key file "
+                           "\"%V\" holds no secondary key",
+                           &cmd->name, &value[1], &hub->keys->file);
+        return NGX_CONF_ERROR;
+    }
+
+    /* the upstream, as a proxy_pass to it would add it */
+
+    if (pass.len == 0) {
+        pass = hub->name;
+    }
+
+    hub->upstream = pass;
+
+    /*
+     * A kept-alive connection is verified for the hub it was opened for
+     * and reused by its upstream's next request: two hubs on one upstream
+     * could send one hub's token to the other.
+     */
+
+    hp = imcf->hubs.elts;
+
+    for (i = 0; i < imcf->hubs.nelts; i++) {
+        if (hp[i]->upstream.len == pass.len
+            && ngx_strncasecmp(hp[i]->upstream.data, pass.data, pass.len)
+               == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V %V\" passes to \"https://%V\" as hub "
+                               "\"%V\" defined in %s:%ui does: each hub "
+                               "needs its own upstream",
+                               &cmd->name, &value[1], &pass, &hp[i]->name,
+                               hp[i]->file, hp[i]->line);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url = pass;
+    u.default_port = 443;
+    u.uri_part = 1;
+    u.no_resolve = 1;
+
+    if (ngx_http_upstream_add(cf, &u, 0) == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    hub->signer = ngx_http_iothub_twin_signer(cf, hub);
+    if (hub->signer == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    hp = ngx_array_push(&imcf->hubs);
+    if (hp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *hp = hub;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * iothub_twin_route device pattern hub;
+ * iothub_twin_route variable value;
+ */
+
+char *
+ngx_http_iothub_twin_route(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_iothub_twin_loc_conf_t *itlcf = conf;
+
+    const char                        *err;
+    ngx_str_t                         *value;
+    ngx_http_iothub_twin_route_t      *rt;
+    ngx_http_compile_complex_value_t   ccv;
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 3
+        && ngx_strcmp(value[1].data, "variable") == 0)
+    {
+        if (itlcf->route_value || itlcf->routes) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V variable\" cannot be combined with "
+                               "another \"%V\" in the same location",
+                               &cmd->name, &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+
+        itlcf->route_value = ngx_palloc(cf->pool,
+                                        sizeof(ngx_http_complex_value_t));
+        if (itlcf->route_value == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.value = &value[2];
+        ccv.complex_value = itlcf->route_value;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    if (cf->args->nelts != 4 || ngx_strcmp(value[1].data, "device") != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\": expected "
+                           "\"device <pattern> <hub>\" or \"variable "
+                           "<value>\"", &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (itlcf->route_value) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V device\" cannot be combined with "
+                           "\"%V variable\" in the same location",
+                           &cmd->name, &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    err = ngx_http_iothub_twin_route_check(value[2].data, value[2].len);
+    if (err) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid pattern \"%V\" in \"%V\": it %s",
+                           &value[2], &cmd->name, err);
+        return NGX_CONF_ERROR;
+    }
+
+    if (itlcf->routes == NULL) {
+        itlcf->routes = ngx_array_create(cf->pool, 4,
+                                         sizeof(ngx_http_iothub_twin_route_t));
+        if (itlcf->routes == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    rt = ngx_array_push(itlcf->routes);
+    if (rt == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rt->pattern = value[2];
+    rt->hub_name = value[3];
+    rt->hub = NULL;
+    rt->file = cf->conf_file->file.name.data;
+    rt->line = cf->conf_file->line;
 
     return NGX_CONF_OK;
 }
@@ -740,13 +1390,7 @@ ngx_http_iothub_twin_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_iothub_twin_loc_conf_t *itlcf = conf;
 
-    char                         *rv;
-    u_char                        buf[NGX_HTTP_IOTHUB_TWIN_KEY_FILE_MAX + 1];
-    ssize_t                       n;
-    ngx_fd_t                      fd;
-    ngx_str_t                    *value;
-    ngx_file_info_t               fi;
-    ngx_http_iothub_twin_keys_t  *keys;
+    ngx_str_t  *value;
 
     if (itlcf->keys != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
@@ -754,23 +1398,46 @@ ngx_http_iothub_twin_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    keys = ngx_pcalloc(cf->pool, sizeof(ngx_http_iothub_twin_keys_t));
-    if (keys == NULL) {
+    itlcf->keys = ngx_http_iothub_twin_read_keys(cf, &cmd->name, &value[1]);
+    if (itlcf->keys == NULL) {
+        itlcf->keys = NGX_CONF_UNSET_PTR;
         return NGX_CONF_ERROR;
     }
 
-    keys->file = value[1];
+    return NGX_CONF_OK;
+}
+
+
+/* a key file, read once here; messages name the file, never a key */
+
+static ngx_http_iothub_twin_keys_t *
+ngx_http_iothub_twin_read_keys(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_str_t *path)
+{
+    char                         *rv;
+    u_char                        buf[NGX_HTTP_IOTHUB_TWIN_KEY_FILE_MAX + 1];
+    ssize_t                       n;
+    ngx_fd_t                      fd;
+    ngx_file_info_t               fi;
+    ngx_http_iothub_twin_keys_t  *keys;
+
+    keys = ngx_pcalloc(cf->pool, sizeof(ngx_http_iothub_twin_keys_t));
+    if (keys == NULL) {
+        return NULL;
+    }
+
+    keys->file = *path;
 
     if (ngx_conf_full_name(cf->cycle, &keys->file, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
+        return NULL;
     }
 
     fd = ngx_open_file(keys->file.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
     if (fd == NGX_INVALID_FILE) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
                            "\"%V\": cannot open key file \"%V\"",
-                           &cmd->name, &keys->file);
-        return NGX_CONF_ERROR;
+                           name, &keys->file);
+        return NULL;
     }
 
     rv = NGX_CONF_ERROR;
@@ -778,14 +1445,14 @@ ngx_http_iothub_twin_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
                            "\"%V\": cannot stat key file \"%V\"",
-                           &cmd->name, &keys->file);
+                           name, &keys->file);
         goto done;
     }
 
     if (ngx_file_size(&fi) > NGX_HTTP_IOTHUB_TWIN_KEY_FILE_MAX) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%V\": key file \"%V\" is larger than %d bytes",
-                           &cmd->name, &keys->file,
+                           name, &keys->file,
                            NGX_HTTP_IOTHUB_TWIN_KEY_FILE_MAX);
         goto done;
     }
@@ -794,17 +1461,13 @@ ngx_http_iothub_twin_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (n == -1) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
                            "\"%V\": cannot read key file \"%V\"",
-                           &cmd->name, &keys->file);
+                           name, &keys->file);
         goto done;
     }
 
-    rv = ngx_http_iothub_twin_parse_keys(cf, keys, buf, n);
+    rv = ngx_http_iothub_twin_parse_keys(cf, name, keys, buf, n);
 
     ngx_explicit_memzero(buf, sizeof(buf));
-
-    if (rv == NGX_CONF_OK) {
-        itlcf->keys = keys;
-    }
 
 done:
 
@@ -813,7 +1476,7 @@ done:
                            ngx_close_file_n " \"%V\" failed", &keys->file);
     }
 
-    return rv;
+    return rv == NGX_CONF_OK ? keys : NULL;
 }
 
 
@@ -824,7 +1487,7 @@ done:
  */
 
 static char *
-ngx_http_iothub_twin_parse_keys(ngx_conf_t *cf,
+ngx_http_iothub_twin_parse_keys(ngx_conf_t *cf, ngx_str_t *name,
     ngx_http_iothub_twin_keys_t *keys, u_char *text, size_t len)
 {
     u_char      *p, *end, *eol, *s, *e;
@@ -861,9 +1524,9 @@ ngx_http_iothub_twin_parse_keys(ngx_conf_t *cf,
 
         if (keys->nkeys == 2) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"iothub_twin_hub_key_file\": key file \"%V\" "
-                               "holds more than two keys (line %ui)",
-                               &keys->file, line);
+                               "\"%V\": key file \"%V\" holds more than "
+                               "two keys (line %ui)", name, &keys->file,
+                               line);
             return NGX_CONF_ERROR;
         }
 
@@ -871,9 +1534,8 @@ ngx_http_iothub_twin_parse_keys(ngx_conf_t *cf,
                                                 keys->key[keys->nkeys]);
         if (n == 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"iothub_twin_hub_key_file\": key file \"%V\" "
-                               "line %ui is not a base64 key",
-                               &keys->file, line);
+                               "\"%V\": key file \"%V\" line %ui is not a "
+                               "base64 key", name, &keys->file, line);
             return NGX_CONF_ERROR;
         }
 
@@ -882,8 +1544,8 @@ ngx_http_iothub_twin_parse_keys(ngx_conf_t *cf,
 
     if (keys->nkeys == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"iothub_twin_hub_key_file\": key file \"%V\" "
-                           "holds no key", &keys->file);
+                           "\"%V\": key file \"%V\" holds no key", name,
+                           &keys->file);
         return NGX_CONF_ERROR;
     }
 

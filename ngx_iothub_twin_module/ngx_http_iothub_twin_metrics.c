@@ -16,19 +16,38 @@
 #define NGX_HTTP_IOTHUB_TWIN_M_DECISIONS  7
 #define NGX_HTTP_IOTHUB_TWIN_M_CLASSES    6
 #define NGX_HTTP_IOTHUB_TWIN_M_BUCKETS    12
-#define NGX_HTTP_IOTHUB_TWIN_M_CODES      17
+#define NGX_HTTP_IOTHUB_TWIN_M_CODES      18
 
 /* the validator's rule codes, named by ..._patch_rule_name() */
 #define NGX_HTTP_IOTHUB_TWIN_M_RULES      NGX_HTTP_IOTHUB_TWIN_PATCH_RULES
 
 
+/* hubs counted apart; more share the "-" slot */
+#define NGX_HTTP_IOTHUB_TWIN_M_HUBS       16
+
+
+/* what a caller or a hub is counted by: its name */
+
 typedef struct {
-    u_char                     name[NGX_HTTP_IOTHUB_TWIN_POLICY_NAME_MAX];
     size_t                     len;
+    u_char                     name[256];
+} ngx_http_iothub_twin_m_name_t;
+
+
+typedef struct {
+    ngx_http_iothub_twin_m_name_t  id;
     ngx_atomic_t               requests[NGX_HTTP_IOTHUB_TWIN_M_OPS]
                                        [NGX_HTTP_IOTHUB_TWIN_M_DECISIONS]
                                        [NGX_HTTP_IOTHUB_TWIN_M_CLASSES];
 } ngx_http_iothub_twin_m_caller_t;
+
+
+/* requests forwarded to a hub, by the class of its answer */
+
+typedef struct {
+    ngx_http_iothub_twin_m_name_t  id;
+    ngx_atomic_t               forwarded[NGX_HTTP_IOTHUB_TWIN_M_CLASSES];
+} ngx_http_iothub_twin_m_hub_t;
 
 
 typedef struct {
@@ -39,6 +58,8 @@ typedef struct {
     ngx_atomic_t               latency[NGX_HTTP_IOTHUB_TWIN_M_BUCKETS];
     ngx_atomic_t               latency_count;
     ngx_atomic_t               latency_sum_us;
+    ngx_uint_t                 nhubs;
+    ngx_http_iothub_twin_m_hub_t     hubs[NGX_HTTP_IOTHUB_TWIN_M_HUBS];
     ngx_uint_t                 ncallers;
     ngx_uint_t                 max_callers;
     ngx_http_iothub_twin_m_caller_t  callers[1];
@@ -47,9 +68,9 @@ typedef struct {
 
 static ngx_int_t ngx_http_iothub_twin_metrics_init_zone(
     ngx_shm_zone_t *shm_zone, void *data);
-static ngx_http_iothub_twin_m_caller_t *ngx_http_iothub_twin_metrics_caller(
-    ngx_http_iothub_twin_m_shm_t *m, ngx_slab_pool_t *shpool, u_char *name,
-    size_t len);
+static void *ngx_http_iothub_twin_metrics_slot(ngx_slab_pool_t *shpool,
+    u_char *base, size_t stride, ngx_uint_t *count, ngx_uint_t max,
+    u_char *name, size_t len);
 static ngx_uint_t ngx_http_iothub_twin_metrics_index(ngx_str_t *s,
     const char **names, ngx_uint_t n);
 static u_char *ngx_http_iothub_twin_metrics_label(u_char *p, u_char *s,
@@ -76,7 +97,8 @@ static const char  *ngx_http_iothub_twin_m_codes[] = {
     "UnsupportedMediaType", "PreconditionRequired", "PolicyDenied",
     "IotHubUnauthorizedAccess", "MethodNotAllowed", "NotFound",
     "InternalServerError", "ThrottlingException", "BadGateway",
-    "ServiceUnavailable", "GatewayTimeout", "RequestTimeout", "ServerError"
+    "ServiceUnavailable", "GatewayTimeout", "RequestTimeout", "ServerError",
+    "DeviceNotFound"
 };
 
 /* upper bounds in milliseconds; the last bucket is +Inf */
@@ -166,9 +188,15 @@ ngx_http_iothub_twin_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     /* slot 0: requests with no identified caller */
 
-    m->callers[0].name[0] = '-';
-    m->callers[0].len = 1;
+    m->callers[0].id.name[0] = '-';
+    m->callers[0].id.len = 1;
     m->ncallers = 1;
+
+    /* and requests forwarded to a hub beyond the table */
+
+    m->hubs[0].id.name[0] = '-';
+    m->hubs[0].id.len = 1;
+    m->nhubs = 1;
 
     shpool->data = m;
     shm_zone->data = m;
@@ -208,6 +236,7 @@ ngx_http_iothub_twin_metrics_log(ngx_http_request_t *r)
     ngx_http_upstream_state_t         *state;
     ngx_http_iothub_twin_ctx_t        *ctx;
     ngx_http_iothub_twin_m_shm_t      *m;
+    ngx_http_iothub_twin_m_hub_t      *hub;
     ngx_http_iothub_twin_m_caller_t   *caller;
     ngx_http_iothub_twin_loc_conf_t   *itlcf;
     ngx_http_iothub_twin_main_conf_t  *imcf;
@@ -243,9 +272,12 @@ ngx_http_iothub_twin_metrics_log(ngx_http_request_t *r)
         }
 
         if (ctx->caller && ctx->caller_name.len) {
-            caller = ngx_http_iothub_twin_metrics_caller(m, shpool,
-                                                    ctx->caller_name.data,
-                                                    ctx->caller_name.len);
+            caller = ngx_http_iothub_twin_metrics_slot(shpool,
+                                  (u_char *) m->callers,
+                                  sizeof(ngx_http_iothub_twin_m_caller_t),
+                                  &m->ncallers, m->max_callers,
+                                  ctx->caller_name.data,
+                                  ctx->caller_name.len);
         }
     }
 
@@ -255,6 +287,15 @@ ngx_http_iothub_twin_metrics_log(ngx_http_request_t *r)
     }
 
     ngx_atomic_fetch_add(&caller->requests[op][decision][class], 1);
+
+    if (ctx && ctx->forwarded && ctx->hub.len) {
+        hub = ngx_http_iothub_twin_metrics_slot(shpool, (u_char *) m->hubs,
+                                       sizeof(ngx_http_iothub_twin_m_hub_t),
+                                       &m->nhubs,
+                                       NGX_HTTP_IOTHUB_TWIN_M_HUBS,
+                                       ctx->hub.data, ctx->hub.len);
+        ngx_atomic_fetch_add(&hub->forwarded[class], 1);
+    }
 
     /* refusals made by the gateway, its own or through iothub_twin_error */
 
@@ -317,58 +358,60 @@ ngx_http_iothub_twin_metrics_index(ngx_str_t *s, const char **names,
 
 
 /*
- * A caller's counters: found, or claimed under the zone's lock.  When the
- * zone is full, the caller counts as "-".
+ * A caller's or a hub's counters, in a table of entries of stride bytes
+ * that begin with their name: found, or claimed under the zone's lock.
+ * When the table is full, the name counts as "-", the first entry.
  */
 
-static ngx_http_iothub_twin_m_caller_t *
-ngx_http_iothub_twin_metrics_caller(ngx_http_iothub_twin_m_shm_t *m,
-    ngx_slab_pool_t *shpool, u_char *name, size_t len)
+static void *
+ngx_http_iothub_twin_metrics_slot(ngx_slab_pool_t *shpool, u_char *base,
+    size_t stride, ngx_uint_t *count, ngx_uint_t max, u_char *name,
+    size_t len)
 {
-    ngx_uint_t                        i, n;
-    ngx_http_iothub_twin_m_caller_t  *c;
+    ngx_uint_t                      i, n;
+    ngx_http_iothub_twin_m_name_t  *id;
 
-    if (len > NGX_HTTP_IOTHUB_TWIN_POLICY_NAME_MAX) {
-        return &m->callers[0];
+    if (len > sizeof(id->name)) {
+        return base;
     }
 
-    n = m->ncallers;
+    n = *count;
     ngx_memory_barrier();
 
     for (i = 1; i < n; i++) {
-        c = &m->callers[i];
+        id = (ngx_http_iothub_twin_m_name_t *) (base + i * stride);
 
-        if (c->len == len && ngx_memcmp(c->name, name, len) == 0) {
-            return c;
+        if (id->len == len && ngx_memcmp(id->name, name, len) == 0) {
+            return id;
         }
     }
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    for ( /* void */ ; i < m->ncallers; i++) {
-        c = &m->callers[i];
+    for ( /* void */ ; i < *count; i++) {
+        id = (ngx_http_iothub_twin_m_name_t *) (base + i * stride);
 
-        if (c->len == len && ngx_memcmp(c->name, name, len) == 0) {
+        if (id->len == len && ngx_memcmp(id->name, name, len) == 0) {
             ngx_shmtx_unlock(&shpool->mutex);
-            return c;
+            return id;
         }
     }
 
-    if (m->ncallers == m->max_callers) {
+    if (*count == max) {
         ngx_shmtx_unlock(&shpool->mutex);
-        return &m->callers[0];
+        return base;
     }
 
-    c = &m->callers[m->ncallers];
-    ngx_memcpy(c->name, name, len);
-    c->len = len;
+    id = (ngx_http_iothub_twin_m_name_t *) (base + *count * stride);
+    ngx_memcpy(id->name, name, len);
+    id->len = len;
 
     ngx_memory_barrier();
-    m->ncallers++;
+    (*count)++;
 
     ngx_shmtx_unlock(&shpool->mutex);
 
-    return c;
+    return id;
 }
 
 
@@ -403,9 +446,10 @@ ngx_http_iothub_twin_metrics_handler(ngx_http_request_t *r)
     size_t                             size;
     ngx_int_t                          rc;
     ngx_buf_t                         *b;
-    ngx_uint_t                         i, n, op, d, c, code, rule;
+    ngx_uint_t                         i, n, nhubs, op, d, c, code, rule;
     ngx_atomic_uint_t                  v, cumulative;
     ngx_http_iothub_twin_m_shm_t      *m;
+    ngx_http_iothub_twin_m_hub_t      *hub;
     ngx_http_iothub_twin_m_caller_t   *caller;
     ngx_http_iothub_twin_main_conf_t  *imcf;
 
@@ -430,6 +474,8 @@ ngx_http_iothub_twin_metrics_handler(ngx_http_request_t *r)
                   * NGX_HTTP_IOTHUB_TWIN_M_DECISIONS
                   * NGX_HTTP_IOTHUB_TWIN_M_CLASSES
                   + NGX_HTTP_IOTHUB_TWIN_M_CODES * NGX_HTTP_IOTHUB_TWIN_M_RULES
+                  + NGX_HTTP_IOTHUB_TWIN_M_HUBS
+                    * NGX_HTTP_IOTHUB_TWIN_M_CLASSES
                   + NGX_HTTP_IOTHUB_TWIN_M_BUCKETS + 32 + 2 * 64);
 
     b = ngx_create_temp_buf(r->pool, size);
@@ -456,8 +502,9 @@ ngx_http_iothub_twin_metrics_handler(ngx_http_request_t *r)
 
                     p = ngx_sprintf(p, "iothub_twin_requests_total"
                                     "{caller=\"");
-                    p = ngx_http_iothub_twin_metrics_label(p, caller->name,
-                                                           caller->len);
+                    p = ngx_http_iothub_twin_metrics_label(p,
+                                                           caller->id.name,
+                                                           caller->id.len);
                     p = ngx_sprintf(p, "\",operation=\"%s\",decision=\"%s\","
                                     "status=\"%s\"} %uA\n",
                                     ngx_http_iothub_twin_m_ops[op],
@@ -465,6 +512,31 @@ ngx_http_iothub_twin_metrics_handler(ngx_http_request_t *r)
                                     ngx_http_iothub_twin_m_classes[c], v);
                 }
             }
+        }
+    }
+
+    p = ngx_sprintf(p, "# HELP iothub_twin_hub_requests_total Requests "
+                    "forwarded to each hub, by the status class of its "
+                    "answer.\n# TYPE iothub_twin_hub_requests_total "
+                    "counter\n");
+
+    nhubs = m->nhubs;
+    ngx_memory_barrier();
+
+    for (i = 0; i < nhubs; i++) {
+        hub = &m->hubs[i];
+
+        for (c = 0; c < NGX_HTTP_IOTHUB_TWIN_M_CLASSES; c++) {
+            v = hub->forwarded[c];
+            if (v == 0) {
+                continue;
+            }
+
+            p = ngx_sprintf(p, "iothub_twin_hub_requests_total{hub=\"");
+            p = ngx_http_iothub_twin_metrics_label(p, hub->id.name,
+                                                   hub->id.len);
+            p = ngx_sprintf(p, "\",status=\"%s\"} %uA\n",
+                            ngx_http_iothub_twin_m_classes[c], v);
         }
     }
 

@@ -57,6 +57,11 @@ static ngx_int_t ngx_http_iothub_twin_access(ngx_http_request_t *r,
     ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
 static ngx_int_t ngx_http_iothub_twin_deny(ngx_http_request_t *r,
     ngx_http_iothub_twin_ctx_t *ctx);
+static ngx_http_iothub_twin_hub_t *ngx_http_iothub_twin_route_hub(
+    ngx_http_request_t *r, ngx_http_iothub_twin_loc_conf_t *itlcf,
+    ngx_http_iothub_twin_ctx_t *ctx);
+static ngx_int_t ngx_http_iothub_twin_routed(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
 static ngx_int_t ngx_http_iothub_twin_precondition(ngx_http_request_t *r,
     ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx);
 static ngx_int_t ngx_http_iothub_twin_rewrite_uri(ngx_http_request_t *r,
@@ -126,6 +131,20 @@ static ngx_command_t  ngx_http_iothub_twin_commands[] = {
     { ngx_string("iothub_twin_pass"),
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_iothub_twin_pass,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("iothub_twin_hub_define"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_iothub_twin_hub_define,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("iothub_twin_route"),
+      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE23,
+      ngx_http_iothub_twin_route,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -356,6 +375,9 @@ static ngx_http_variable_t  ngx_http_iothub_twin_vars[] = {
 
     { ngx_string("iothub_twin_hub"), NULL, ngx_http_iothub_twin_hub_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("iothub_twin_hub_upstream"), NULL,
+      ngx_http_iothub_twin_hub_variable, 1, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -734,7 +756,7 @@ ngx_http_iothub_twin_access(ngx_http_request_t *r,
     ngx_http_iothub_twin_policy_decision_t  *d;
 
     if (itlcf->identity == NGX_HTTP_IOTHUB_TWIN_IDENTITY_OFF) {
-        return NGX_OK;
+        return ngx_http_iothub_twin_routed(r, itlcf, ctx);
     }
 
     rc = ngx_http_iothub_twin_identify(r, itlcf, ctx);
@@ -759,6 +781,13 @@ ngx_http_iothub_twin_access(ngx_http_request_t *r,
                                            "identified");
     }
 
+    /* the hub first: a rule may be for some hubs only */
+
+    rc = ngx_http_iothub_twin_routed(r, itlcf, ctx);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
     d = ngx_pcalloc(r->pool, sizeof(ngx_http_iothub_twin_policy_decision_t));
     if (d == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -775,8 +804,10 @@ ngx_http_iothub_twin_access(ngx_http_request_t *r,
 
     t = ctx->target;
 
-    rc = ngx_http_iothub_twin_policy_target(d, ctx->caller,
+    rc = ngx_http_iothub_twin_policy_target_hub(d, ctx->caller,
                                             (int) ctx->operation,
+                                            ctx->route->name.data,
+                                            ctx->route->name.len,
                                             t->device, t->device_len,
                                             t->has_module ? t->module : NULL,
                                             t->module_len);
@@ -788,6 +819,134 @@ ngx_http_iothub_twin_access(ngx_http_request_t *r,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The hub the twin goes to: the location's one hub, the hub of the route
+ * pattern its device ID matches, or the hub the route value names.  Done
+ * once, by the handler or by the first variable that needs it
+ * ($iothub_twin_hub as a limit_req key, in the preaccess phase).
+ */
+
+static ngx_http_iothub_twin_hub_t *
+ngx_http_iothub_twin_route_hub(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx)
+{
+    ngx_str_t                          name;
+    ngx_uint_t                         i;
+    ngx_http_iothub_twin_hub_t        *hub, **hp;
+    ngx_http_iothub_twin_route_t      *rt;
+    ngx_http_iothub_twin_target_t     *t;
+    ngx_http_iothub_twin_main_conf_t  *imcf;
+
+    if (ctx->routed || !itlcf->enabled) {
+        return ctx->route;
+    }
+
+    if (itlcf->single) {
+        ctx->routed = 1;
+        ctx->route = itlcf->single;
+        ctx->hub = itlcf->single->name;
+        return ctx->route;
+    }
+
+    /* a route value that asks for the hub itself gets none */
+
+    if (ctx->routing) {
+        return NULL;
+    }
+
+    if (ngx_http_iothub_twin_parse_target(r, ctx) != NGX_OK
+        || ctx->target_rc != NGX_HTTP_IOTHUB_TWIN_TARGET_OK)
+    {
+        return NULL;
+    }
+
+    t = ctx->target;
+    hub = NULL;
+
+    if (itlcf->route_value) {
+        ctx->routing = 1;
+
+        if (ngx_http_complex_value(r, itlcf->route_value, &name) != NGX_OK) {
+            ctx->routing = 0;
+            ctx->route_error = 1;
+            ctx->routed = 1;
+            return NULL;
+        }
+
+        ctx->routing = 0;
+
+        if (name.len) {
+            imcf = ngx_http_get_module_main_conf(r,
+                                                 ngx_http_iothub_twin_module);
+            hp = imcf->hubs.elts;
+
+            for (i = 0; i < imcf->hubs.nelts; i++) {
+                if (hp[i]->name.len == name.len
+                    && ngx_strncasecmp(hp[i]->name.data, name.data, name.len)
+                       == 0)
+                {
+                    hub = hp[i];
+                    break;
+                }
+            }
+
+            if (hub == NULL) {
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "iothub_twin: \"iothub_twin_route variable\" "
+                              "gave \"%V\" for a device, which no "
+                              "\"iothub_twin_hub_define\" defines", &name);
+                ctx->route_error = 1;
+            }
+        }
+
+    } else {
+        rt = itlcf->routes->elts;
+
+        for (i = 0; i < itlcf->routes->nelts; i++) {
+            if (ngx_http_iothub_twin_route_match(rt[i].pattern.data,
+                                                 rt[i].pattern.len,
+                                                 t->device, t->device_len))
+            {
+                hub = rt[i].hub;
+                break;
+            }
+        }
+    }
+
+    ctx->routed = 1;
+    ctx->route = hub;
+
+    if (hub) {
+        ctx->hub = hub->name;
+    }
+
+    return hub;
+}
+
+
+/* a twin that routes to no hub is the hub's 404: nothing is forwarded */
+
+static ngx_int_t
+ngx_http_iothub_twin_routed(ngx_http_request_t *r,
+    ngx_http_iothub_twin_loc_conf_t *itlcf, ngx_http_iothub_twin_ctx_t *ctx)
+{
+    if (ngx_http_iothub_twin_route_hub(r, itlcf, ctx)) {
+        return NGX_OK;
+    }
+
+    if (ctx->route_error) {
+        return ngx_http_iothub_twin_refuse(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                           "InternalServerError",
+                                           "the gateway is misconfigured");
+    }
+
+    return ngx_http_iothub_twin_refuse(r, NGX_HTTP_NOT_FOUND,
+                                       "DeviceNotFound",
+                                       "device %V is not on any hub behind "
+                                       "this gateway", &ctx->device_id);
 }
 
 
@@ -903,7 +1062,7 @@ ngx_http_iothub_twin_rewrite_uri(ngx_http_request_t *r,
     t = ctx->target;
 
     p = ngx_pnalloc(r->pool, t->path_len + sizeof("?api-version=") - 1
-                             + itlcf->api_version.len);
+                             + ctx->route->api_version.len);
     if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -911,7 +1070,8 @@ ngx_http_iothub_twin_rewrite_uri(ngx_http_request_t *r,
     ctx->upstream_uri.data = p;
     p = ngx_cpymem(p, t->path, t->path_len);
     p = ngx_cpymem(p, "?api-version=", sizeof("?api-version=") - 1);
-    p = ngx_cpymem(p, itlcf->api_version.data, itlcf->api_version.len);
+    p = ngx_cpymem(p, ctx->route->api_version.data,
+                   ctx->route->api_version.len);
     ctx->upstream_uri.len = p - ctx->upstream_uri.data;
 
     r->uri.data = ctx->upstream_uri.data;
@@ -1346,7 +1506,7 @@ ngx_http_iothub_twin_sign(ngx_http_request_t *r,
     ngx_http_iothub_twin_keys_t    *keys;
     ngx_http_iothub_twin_signer_t  *s;
 
-    s = itlcf->signer;
+    s = ctx->route->signer;
     now = ngx_time();
 
     if (s->token_len == 0 || now >= s->renew) {
@@ -1494,7 +1654,9 @@ ngx_http_iothub_twin_create_ctx(ngx_http_request_t *r,
     cln->handler = ngx_http_iothub_twin_ctx_cleanup;
     cln->data = ctx;
 
-    ctx->hub = itlcf->hub;
+    if (itlcf->single) {
+        ctx->hub = itlcf->single->name;
+    }
 
     ngx_http_iothub_twin_operation(r, itlcf, ctx);
 
@@ -1750,36 +1912,50 @@ ngx_http_iothub_twin_request_id_variable(ngx_http_request_t *r,
 }
 
 
+/*
+ * The hub the twin routes to, known as soon as it is asked for; after a
+ * redirect, the hub the gateway's location routed to.  data: 0 for the
+ * hub's name, 1 for the upstream iothub_twin_pass route proxies to.
+ */
+
 static ngx_int_t
 ngx_http_iothub_twin_hub_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    ngx_str_t                        *hub;
+    ngx_str_t                        *s;
     ngx_http_iothub_twin_ctx_t       *ctx;
     ngx_http_iothub_twin_loc_conf_t  *itlcf;
 
-    itlcf = ngx_http_get_module_loc_conf(r, ngx_http_iothub_twin_module);
+    ctx = ngx_http_iothub_twin_early_ctx(r);
 
-    /* after a redirect, the hub of the gateway's location */
-
-    if (itlcf->enabled) {
-        hub = &itlcf->hub;
-
-    } else {
-        ctx = ngx_http_iothub_twin_get_ctx(r);
-
-        if (ctx == NULL || ctx->hub.len == 0) {
-            v->not_found = 1;
-            return NGX_OK;
-        }
-
-        hub = &ctx->hub;
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
     }
 
-    v->data = hub->data;
-    v->len = hub->len;
+    itlcf = ngx_http_get_module_loc_conf(r, ngx_http_iothub_twin_module);
+
+    (void) ngx_http_iothub_twin_route_hub(r, itlcf, ctx);
+
+    if (data == 0) {
+        s = &ctx->hub;
+
+    } else if (ctx->route) {
+        s = &ctx->route->upstream;
+
+    } else {
+        s = NULL;
+    }
+
+    if (s == NULL || s->len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = s->data;
+    v->len = s->len;
     v->valid = 1;
-    v->no_cacheable = 0;
+    v->no_cacheable = 1;
     v->not_found = 0;
 
     return NGX_OK;

@@ -21,6 +21,7 @@
 #include "ngx_http_iothub_twin_patch.h"
 #include "ngx_http_iothub_twin_policy.h"
 #include "ngx_http_iothub_twin_filter.h"
+#include "ngx_http_iothub_twin_route.h"
 
 
 #define NGX_HTTP_IOTHUB_TWIN_API_VERSION   "2021-04-12"
@@ -97,6 +98,38 @@ typedef struct {
 } ngx_http_iothub_twin_signer_t;
 
 
+/*
+ * One hub the gateway signs for: iothub_twin_hub_define at http level, or
+ * the single hub of a location's iothub_twin_pass https://...
+ */
+
+typedef struct {
+    ngx_str_t                        name;      /* host: sr, SNI, Host */
+    ngx_str_t                        upstream;  /* host[:port] proxied to */
+    ngx_str_t                        policy;
+    ngx_http_iothub_twin_keys_t     *keys;
+    ngx_uint_t                       key_slot;
+    time_t                           token_lifetime;
+    ngx_str_t                        api_version;
+    ngx_http_iothub_twin_signer_t   *signer;
+
+    /* where it is defined, for nginx -t messages */
+    u_char                          *file;
+    ngx_uint_t                       line;
+} ngx_http_iothub_twin_hub_t;
+
+
+/* iothub_twin_route device pattern hub; */
+
+typedef struct {
+    ngx_str_t                        pattern;
+    ngx_str_t                        hub_name;
+    ngx_http_iothub_twin_hub_t      *hub;
+    u_char                          *file;
+    ngx_uint_t                       line;
+} ngx_http_iothub_twin_route_t;
+
+
 typedef struct {
     ngx_int_t                        request_id_index;
 
@@ -105,6 +138,7 @@ typedef struct {
     ngx_shm_zone_t                  *metrics;
     ngx_shm_zone_t                  *backoff;
     ngx_array_t                      signers;   /* signer pointers */
+    ngx_array_t                      hubs;      /* hub pointers */
 } ngx_http_iothub_twin_main_conf_t;
 
 
@@ -127,7 +161,15 @@ typedef struct {
     ngx_flag_t                       require_if_match;
     size_t                           max_body_size;
 
-    ngx_http_iothub_twin_signer_t   *signer;
+    /* iothub_twin_pass https://...: the location's one hub */
+    ngx_http_iothub_twin_hub_t      *single;
+
+    /* iothub_twin_pass route: by device pattern or by a value */
+    ngx_flag_t                       routed;
+    ngx_array_t                     *routes;    /* route_t */
+    ngx_http_complex_value_t        *route_value;
+    ngx_http_iothub_twin_main_conf_t
+                                    *main;
 
     ngx_uint_t                       identity;
     ngx_flag_t                       mtls_cn;
@@ -183,6 +225,9 @@ typedef struct {
     ngx_http_iothub_twin_policy_decision_t
                                     *policy;
 
+    /* the hub the twin routes to, NULL if none */
+    ngx_http_iothub_twin_hub_t      *route;
+
     /* the hub's answer, held back until its etag is known */
     u_char                          *resp;
     size_t                           resp_len;
@@ -198,10 +243,14 @@ typedef struct {
     unsigned                         buffering:1;
     unsigned                         oversize:1;
     unsigned                         replaced:1;
+    unsigned                         routed:1;
+    unsigned                         routing:1;
+    unsigned                         route_error:1;
 } ngx_http_iothub_twin_ctx_t;
 
 
 extern ngx_module_t  ngx_http_iothub_twin_module;
+
 
 
 /* ngx_http_iothub_twin_module.c */
@@ -228,6 +277,10 @@ void ngx_http_iothub_twin_response_init(void);
 char *ngx_http_iothub_twin_pass(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_iothub_twin_error(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_iothub_twin_hub_define(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_iothub_twin_route(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_iothub_twin_identity(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

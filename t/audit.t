@@ -83,7 +83,7 @@ my ($rec, $up, $count) = record();
 like($up, qr/^\d+\.\d{3}$/, 'allowed write: upstream time');
 is_deeply($rec, {
     request_id => 'req-1', caller => 'backend-a', operation => 'update',
-    device_id => 'dev1', module_id => '',
+    hub => 'testhub.azure-devices.net', device_id => 'dev1', module_id => '',
     paths => 'tags.location.city properties.desired.telemetry.interval',
     values => '', if_match_sent => 'AAAAAAAAAAE=',
     if_match_forwarded => '"AAAAAAAAAAE="', decision => 'allow',
@@ -104,7 +104,8 @@ is($r->{status}, 403, 'policy refusal: 403');
 is($up, '', 'policy refusal: no upstream time');
 is_deeply($rec, {
     request_id => 'req-2', caller => 'backend-a', operation => 'update',
-    device_id => 'dev1', module_id => '', paths => 'tags.owner',
+    hub => 'testhub.azure-devices.net', device_id => 'dev1', module_id => '',
+    paths => 'tags.owner',
     values => '', if_match_sent => '', if_match_forwarded => '',
     decision => 'deny', reason => $rec->{reason}, policy_mode => 'enforce',
     error => 'PolicyDenied', status => '403', upstream_status => '',

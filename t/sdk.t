@@ -97,6 +97,12 @@ sub conf {
     my $http = $o{http} || '';
     my $server = $o{server} || '';
     my $location = $o{location} || '';
+    my $pass = $o{routed} ? "            iothub_twin_pass route;\n$o{routed}"
+        : <<'EOF';
+            iothub_twin_pass https://%%HUB%%;
+            iothub_twin_hub_policy service;
+            iothub_twin_hub_key_file %%DIR%%/hub.key;
+EOF
 
     return <<"EOF";
     log_format sdk '\$connection \$connection_requests \$request_method '
@@ -127,10 +133,7 @@ $http
         }
 $server
         location / {
-            iothub_twin_pass https://%%HUB%%;
-            iothub_twin_hub_policy service;
-            iothub_twin_hub_key_file %%DIR%%/hub.key;
-            proxy_ssl_trusted_certificate %%CA%%;
+$pass            proxy_ssl_trusted_certificate %%CA%%;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
 
@@ -481,6 +484,73 @@ ok($r[2]{ok}, 'throttling: another caller is not throttled')
 is(join(' ', map { $_->{target} } @{$t->hub_requests}),
    '/twins/dev1?api-version=2021-04-12 /twins/dev2?api-version=2021-04-12',
    'throttling: the throttled request was not forwarded');
+
+# two hubs behind the gateway, one connection string: dev* twins are on
+# the first hub, eu-* twins on the EU hub (its own name, key and
+# certificate); the SDK reads and updates both and never knows
+
+$t->start_emulator(name => 'hub2',
+                   seed => "$IoTHubTwin::ROOT/t/data/seed-eu.json");
+$CALLERS->{callers}{'backend-a'}{rules}[0]{devices} = ['dev1', 'eu-*'];
+$CALLERS->{callers}{'backend-a'}{rules}[0]{modules} = ['', 'mod1', 'm1'];
+$t->write_file('callers.json', json_encode($CALLERS));
+$t->stop_nginx;
+$t->start_nginx(conf(
+    http => <<'EOF',
+    upstream %%HUB2%% {
+        server 127.0.0.1:%%HUB2_PORT%%;
+    }
+    iothub_twin_hub_define %%HUB%% policy=service key_file=%%DIR%%/hub.key;
+    iothub_twin_hub_define %%HUB2%% policy=service
+                           key_file=%%DIR%%/hub2.key;
+EOF
+    routed => <<'EOF'));
+            iothub_twin_route device "dev*" %%HUB%%;
+            iothub_twin_route device "eu-*" %%HUB2%%;
+EOF
+
+$t->hub_reset;
+$t->hub_reset('hub2');
+@r = sdk({ op => 'getTwin', deviceId => 'dev1' },
+         { op => 'getTwin', deviceId => 'eu-1' },
+         { op => 'getModuleTwin', deviceId => 'eu-1', moduleId => 'm1' },
+         { op => 'twinUpdate', deviceId => 'eu-1',
+           patch => { tags => { via => 'sdk' } } },
+         { op => 'updateTwin', deviceId => 'dev1', etag => '*',
+           patch => { tags => { via => 'sdk' } } },
+         { op => 'getTwin', deviceId => 'us-1' });
+ok($r[0]{ok} && $r[0]{result}{deviceId} eq 'dev1',
+   'two hubs: getTwin of a twin on the first hub') or diag(explain($r[0]));
+ok($r[1]{ok} && $r[1]{result}{tags}{site} eq 'Berlin',
+   'two hubs: getTwin of a twin on the EU hub') or diag(explain($r[1]));
+ok($r[2]{ok} && $r[2]{result}{moduleId} eq 'm1',
+   'two hubs: getModuleTwin on the EU hub') or diag(explain($r[2]));
+ok($r[3]{ok}, 'two hubs: twin.update on the EU hub, with the etag it read')
+    or diag(explain($r[3]));
+ok($r[4]{ok}, 'two hubs: updateTwin on the first hub')
+    or diag(explain($r[4]));
+sdk_error($r[5], 'DeviceNotFoundError', 404, 'DeviceNotFound',
+          qr/us-1/, 'two hubs: a device on neither hub is DeviceNotFoundError');
+is($t->hub_twin('eu-1', undef, 'hub2')->{tags}{via}, 'sdk',
+   'two hubs: the EU hub applied its update');
+is($t->hub_twin('dev1')->{tags}{via}, 'sdk',
+   'two hubs: the first hub applied its update');
+
+my $seen1 = $t->hub_requests;
+my $seen2 = $t->hub_requests('hub2');
+is(join(' ', map { "$_->{method} $_->{path}" } @$seen1),
+   'GET /twins/dev1 PATCH /twins/dev1',
+   'two hubs: the first hub got only its twins');
+is(join(' ', map { "$_->{method} $_->{path}" } @$seen2),
+   'GET /twins/eu-1 GET /twins/eu-1/modules/m1 GET /twins/eu-1 '
+   . 'PATCH /twins/eu-1',
+   'two hubs: the EU hub got only its twins');
+IoTHubTwin::signed_by_gateway($seen1, 'two hubs: the first hub');
+ok(!grep({ my ($a) = IoTHubTwin::header($_, 'Authorization');
+           $_->{auth} ne 'ok'
+           || $a !~ /^SharedAccessSignature sr=euhub\.azure-devices\.net&/ }
+         @$seen2),
+   'two hubs: the EU hub got only tokens signed for it, and accepted them');
 
 # no caller credential ever reached the hub (the harness checks the other
 # logs for the keys in finish)

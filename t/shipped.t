@@ -1,7 +1,8 @@
 #!/usr/bin/perl
 
-# The shipped configurations work as written.  conf/iothub-twin.conf and
-# each conf/identity-*.conf, with only their file paths, addresses and the
+# The shipped configurations work as written.  conf/iothub-twin.conf,
+# conf/multi-hub.conf (with a second hub emulator) and each
+# conf/identity-*.conf, with only their file paths, addresses and the
 # hub's name pointed at this test's files and the hub emulator, pass
 # nginx -t, start, forward an update from their kind of caller over TLS,
 # and answer every status nginx itself can produce in the hub's shape:
@@ -32,12 +33,17 @@ my %caller = (
                 SSL_key_file => "$CERTS/backend-a.key"] },
     'identity-variable.conf' => {
         headers => sub { ('Authorization' => 'Bearer backend-a-token') } },
+    'multi-hub.conf' => { device => 'eu-1', hub => 'hub2' },
 );
 
 for my $file (sort keys %caller) {
     my $t = IoTHubTwin->new;
     $t->secret($KEY);
     my $c = $caller{$file};
+    my $device = $c->{device} || 'dev1';
+    $t->start_emulator(name => 'hub2',
+                       seed => "$IoTHubTwin::ROOT/t/data/seed-eu.json")
+        if $c->{hub};
 
     $t->write_file('callers.json', json_encode({ callers => {
         'backend-a' => { keys => { primary => $KEY }, rules => [
@@ -51,6 +57,8 @@ for my $file (sort keys %caller) {
         '/etc/nginx/tls/twin-gateway.key' => "$CERTS/hub.key",
         '/etc/nginx/tls/backend-ca.pem' => "$CERTS/ca.pem",
         '/etc/nginx/iothub/service.key' => "$dir/hub.key",
+        '/etc/nginx/iothub/fleet-us.key' => "$dir/hub.key",
+        '/etc/nginx/iothub/fleet-eu.key' => "$dir/hub2.key",
         '/etc/nginx/iothub/callers.json' => "$dir/callers.json",
         '/etc/ssl/certs/ca-certificates.crt' => "$CERTS/ca.pem",
     );
@@ -60,6 +68,10 @@ for my $file (sort keys %caller) {
     my $n = 0;
     $n += $conf =~ s/server myhub\.azure-devices\.net:443;/server 127.0.0.1:%%HUB_PORT%%;/g;
     $n += $conf =~ s/myhub\.azure-devices\.net/testhub.azure-devices.net/g;
+    $n += $conf =~ s/server fleet-us\.azure-devices\.net:443;/server 127.0.0.1:%%HUB_PORT%%;/g;
+    $n += $conf =~ s/server fleet-eu\.azure-devices\.net:443;/server 127.0.0.1:%%HUB2_PORT%%;/g;
+    $n += $conf =~ s/fleet-us\.azure-devices\.net/testhub.azure-devices.net/g;
+    $n += $conf =~ s/fleet-eu\.azure-devices\.net/euhub.azure-devices.net/g;
     $n += $conf =~ s/listen 443 ssl;/listen 127.0.0.1:%%GW_PORT%% ssl;/g;
     $conf =~ s{http://127\.0\.0\.1:9000/}{http://127.0.0.1:%%AUTH_PORT%%/}g;
     ok($n >= 3, "$file: addresses pointed at the test") or diag $conf;
@@ -119,11 +131,11 @@ EOF
     my @json = ('Content-Type' => 'application/json');
 
     # an update from this configuration's kind of caller
-    my $r = $send->($request->('PATCH /twins/dev1 HTTP/1.1',
+    my $r = $send->($request->("PATCH /twins/$device HTTP/1.1",
                                '{"tags":{"shipped":"' . $file . '"}}',
                                @json, @id));
     is($r->{status}, 200, "$file: an update goes through");
-    is($t->hub_twin('dev1')->{tags}{shipped}, $file,
+    is($t->hub_twin($device, undef, $c->{hub})->{tags}{shipped}, $file,
        "$file: the hub applied it");
 
     # what nginx itself refuses, in the hub's shape
@@ -151,9 +163,12 @@ EOF
     for my $h (@hostile) {
         my ($name, $status, $code, $bytes) = @$h;
         $t->hub_reset;
+        $t->hub_reset('hub2') if $c->{hub};
         IoTHubTwin::is_hub_error($send->($bytes), $status, $code, undef,
                                  "$file: $name");
-        is(scalar @{$t->hub_requests}, 0, "$file: $name: nothing forwarded");
+        is(scalar @{$t->hub_requests}
+           + ($c->{hub} ? scalar @{$t->hub_requests('hub2')} : 0), 0,
+           "$file: $name: nothing forwarded");
     }
 
     $t->finish;
