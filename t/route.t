@@ -26,17 +26,17 @@ my $HUB2 = $IoTHubTwin::HUB2;
 
 # the two hubs, and a third name whose upstream is the EU hub's server: its
 # certificate does not name it, so nothing may reach that server through it
+#
+# The first hub is reached through an upstream{} named after it (the
+# harness's), the EU hub through pass= host:port, an upstream of its own
+# that proxy_pass would add
 my $HUBS = <<'EOF';
-    upstream %%HUB2%% {
-        server 127.0.0.1:%%HUB2_PORT%%;
-        keepalive 4;
-    }
-
     iothub_twin_hub_define %%HUB%% policy=service
                            key_file=%%DIR%%/hub.key;
     iothub_twin_hub_define %%HUB2%% policy=service
                            key_file=%%DIR%%/hub2.key key_slot=secondary
-                           api_version=2020-09-30;
+                           api_version=2020-09-30
+                           pass=https://127.0.0.1:%%HUB2_PORT%%;
     upstream wrong_upstream {
         server 127.0.0.1:%%HUB2_PORT%%;
     }
