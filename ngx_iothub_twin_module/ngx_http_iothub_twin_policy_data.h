@@ -16,15 +16,19 @@
 #include <stdint.h>
 
 #include "ngx_http_iothub_twin_policy.h"
+#include "ngx_http_iothub_twin_route.h"
 
 
 #define NGX_HTTP_IOTHUB_TWIN_POLICY_EXACT     0
 #define NGX_HTTP_IOTHUB_TWIN_POLICY_PREFIX    1
 #define NGX_HTTP_IOTHUB_TWIN_POLICY_GLOB      2
 
-/* a glob's wildcards, bytes no ID holds; '*' and '?' are literal there */
-#define NGX_HTTP_IOTHUB_TWIN_POLICY_ANY_RUN   0x01
-#define NGX_HTTP_IOTHUB_TWIN_POLICY_ANY_ONE   0x02
+/*
+ * a glob's wildcards, bytes no ID holds; '*' and '?' are literal there;
+ * matched by ngx_http_iothub_twin_glob_match()
+ */
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_ANY_RUN   NGX_HTTP_IOTHUB_TWIN_GLOB_ANY_RUN
+#define NGX_HTTP_IOTHUB_TWIN_POLICY_ANY_ONE   NGX_HTTP_IOTHUB_TWIN_GLOB_ANY_ONE
 
 #define NGX_HTTP_IOTHUB_TWIN_POLICY_TAGS      0
 #define NGX_HTTP_IOTHUB_TWIN_POLICY_DESIRED   1

@@ -51,8 +51,6 @@ static void ngx_http_iothub_twin_policy_ids(
 static void ngx_http_iothub_twin_policy_wild(
     const ngx_http_iothub_twin_policy_id_t *id, size_t n,
     const unsigned char *s, size_t len, int system, uint64_t *bits);
-static int ngx_http_iothub_twin_policy_glob(const unsigned char *p,
-    size_t plen, const unsigned char *s, size_t slen);
 static unsigned ngx_http_iothub_twin_policy_hubs(
     const ngx_http_iothub_twin_caller_t *c, const unsigned char *hub,
     size_t hub_len, uint64_t *covered);
@@ -545,56 +543,11 @@ ngx_http_iothub_twin_policy_wild(const ngx_http_iothub_twin_policy_id_t *id,
 
         if (id->kind == NGX_HTTP_IOTHUB_TWIN_POLICY_PREFIX
             ? (len >= id->len && memcmp(s, id->data, id->len) == 0)
-            : ngx_http_iothub_twin_policy_glob(id->data, id->len, s, len))
+            : ngx_http_iothub_twin_glob_match(id->data, id->len, s, len))
         {
             bits[id->rule / 64] |= (uint64_t) 1 << (id->rule % 64);
         }
     }
-}
-
-
-/*
- * '*' any run, '?' one byte; on a mismatch only the last '*' is retried
- * one byte further, which is enough and keeps it O(plen * slen)
- */
-
-static int
-ngx_http_iothub_twin_policy_glob(const unsigned char *p, size_t plen,
-    const unsigned char *s, size_t slen)
-{
-    size_t  pi, si, star, mark;
-
-    pi = 0;
-    si = 0;
-    star = (size_t) -1;
-    mark = 0;
-
-    while (si < slen) {
-        if (pi < plen && p[pi] == NGX_HTTP_IOTHUB_TWIN_POLICY_ANY_RUN) {
-            star = pi++;
-            mark = si;
-
-        } else if (pi < plen
-                   && (p[pi] == NGX_HTTP_IOTHUB_TWIN_POLICY_ANY_ONE
-                       || p[pi] == s[si]))
-        {
-            pi++;
-            si++;
-
-        } else if (star != (size_t) -1) {
-            pi = star + 1;
-            si = ++mark;
-
-        } else {
-            return 0;
-        }
-    }
-
-    while (pi < plen && p[pi] == NGX_HTTP_IOTHUB_TWIN_POLICY_ANY_RUN) {
-        pi++;
-    }
-
-    return pi == plen;
 }
 
 

@@ -14,9 +14,6 @@
 #include "ngx_http_iothub_twin_route.h"
 
 
-/* a pattern as tokens: a byte, or one of these */
-#define NGX_HTTP_IOTHUB_TWIN_ROUTE_ANY   256    /* '*' */
-#define NGX_HTTP_IOTHUB_TWIN_ROUTE_ONE   257    /* '?' */
 
 /*
  * the overlap search tracks the ID's length up to the longest ID and one
@@ -25,8 +22,8 @@
 #define NGX_HTTP_IOTHUB_TWIN_ROUTE_LEN   (NGX_HTTP_IOTHUB_TWIN_ID_MAX + 2)
 
 
-static size_t ngx_http_iothub_twin_route_tokens(const unsigned char *p,
-    size_t len, unsigned *t);
+static size_t ngx_http_iothub_twin_route_compile(const unsigned char *p,
+    size_t len, unsigned char *t);
 
 
 const char *
@@ -68,11 +65,11 @@ ngx_http_iothub_twin_route_check(const unsigned char *p, size_t len)
 }
 
 
-/* the tokens of a valid pattern; t holds at least len entries */
+/* a valid pattern compiled; t holds at least len bytes */
 
 static size_t
-ngx_http_iothub_twin_route_tokens(const unsigned char *p, size_t len,
-    unsigned *t)
+ngx_http_iothub_twin_route_compile(const unsigned char *p, size_t len,
+    unsigned char *t)
 {
     size_t  i, n;
 
@@ -83,10 +80,10 @@ ngx_http_iothub_twin_route_tokens(const unsigned char *p, size_t len,
             t[n++] = p[++i];
 
         } else if (p[i] == '*') {
-            t[n++] = NGX_HTTP_IOTHUB_TWIN_ROUTE_ANY;
+            t[n++] = NGX_HTTP_IOTHUB_TWIN_GLOB_ANY_RUN;
 
         } else if (p[i] == '?') {
-            t[n++] = NGX_HTTP_IOTHUB_TWIN_ROUTE_ONE;
+            t[n++] = NGX_HTTP_IOTHUB_TWIN_GLOB_ANY_ONE;
 
         } else {
             t[n++] = p[i];
@@ -101,51 +98,61 @@ int
 ngx_http_iothub_twin_route_match(const unsigned char *p, size_t plen,
     const unsigned char *id, size_t len)
 {
-    size_t    n, i, j, star, mark;
-    unsigned  t[NGX_HTTP_IOTHUB_TWIN_ROUTE_PATTERN_MAX];
+    size_t         n;
+    unsigned char  t[NGX_HTTP_IOTHUB_TWIN_ROUTE_PATTERN_MAX];
 
     if (plen > NGX_HTTP_IOTHUB_TWIN_ROUTE_PATTERN_MAX) {
         return 0;
     }
 
-    n = ngx_http_iothub_twin_route_tokens(p, plen, t);
+    n = ngx_http_iothub_twin_route_compile(p, plen, t);
 
-    /* the usual glob walk: back to the last '*' on a mismatch */
+    return ngx_http_iothub_twin_glob_match(t, n, id, len);
+}
 
-    i = 0;
-    j = 0;
+
+/*
+ * '*' any run, '?' one byte; on a mismatch only the last '*' is retried
+ * one byte further, which is enough and keeps it O(plen * slen)
+ */
+
+int
+ngx_http_iothub_twin_glob_match(const unsigned char *p, size_t plen,
+    const unsigned char *s, size_t slen)
+{
+    size_t  pi, si, star, mark;
+
+    pi = 0;
+    si = 0;
     star = (size_t) -1;
     mark = 0;
 
-    while (j < len) {
+    while (si < slen) {
+        if (pi < plen && p[pi] == NGX_HTTP_IOTHUB_TWIN_GLOB_ANY_RUN) {
+            star = pi++;
+            mark = si;
 
-        if (i < n && t[i] == NGX_HTTP_IOTHUB_TWIN_ROUTE_ANY) {
-            star = i++;
-            mark = j;
-            continue;
-        }
-
-        if (i < n
-            && (t[i] == NGX_HTTP_IOTHUB_TWIN_ROUTE_ONE || t[i] == id[j]))
+        } else if (pi < plen
+                   && (p[pi] == NGX_HTTP_IOTHUB_TWIN_GLOB_ANY_ONE
+                       || p[pi] == s[si]))
         {
-            i++;
-            j++;
-            continue;
-        }
+            pi++;
+            si++;
 
-        if (star == (size_t) -1) {
+        } else if (star != (size_t) -1) {
+            pi = star + 1;
+            si = ++mark;
+
+        } else {
             return 0;
         }
-
-        i = star + 1;
-        j = ++mark;
     }
 
-    while (i < n && t[i] == NGX_HTTP_IOTHUB_TWIN_ROUTE_ANY) {
-        i++;
+    while (pi < plen && p[pi] == NGX_HTTP_IOTHUB_TWIN_GLOB_ANY_RUN) {
+        pi++;
     }
 
-    return i == n;
+    return pi == plen;
 }
 
 
@@ -164,7 +171,8 @@ ngx_http_iothub_twin_route_overlap(const unsigned char *a, size_t alen,
 {
     int            found;
     size_t         na, nb, i, j, k, k2, i2, j2, w, h;
-    unsigned       x, y, ta[NGX_HTTP_IOTHUB_TWIN_ROUTE_PATTERN_MAX],
+    unsigned       x, y;
+    unsigned char  ta[NGX_HTTP_IOTHUB_TWIN_ROUTE_PATTERN_MAX],
                    tb[NGX_HTTP_IOTHUB_TWIN_ROUTE_PATTERN_MAX];
     unsigned char *reach;
 
@@ -174,8 +182,8 @@ ngx_http_iothub_twin_route_overlap(const unsigned char *a, size_t alen,
         return 0;
     }
 
-    na = ngx_http_iothub_twin_route_tokens(a, alen, ta);
-    nb = ngx_http_iothub_twin_route_tokens(b, blen, tb);
+    na = ngx_http_iothub_twin_route_compile(a, alen, ta);
+    nb = ngx_http_iothub_twin_route_compile(b, blen, tb);
 
     w = nb + 1;
     h = NGX_HTTP_IOTHUB_TWIN_ROUTE_LEN;
@@ -207,11 +215,11 @@ ngx_http_iothub_twin_route_overlap(const unsigned char *a, size_t alen,
 
                 /* a '*' matching nothing more */
 
-                if (i < na && ta[i] == NGX_HTTP_IOTHUB_TWIN_ROUTE_ANY) {
+                if (i < na && ta[i] == NGX_HTTP_IOTHUB_TWIN_GLOB_ANY_RUN) {
                     ngx_http_iothub_twin_reach(i + 1, j, k) = 1;
                 }
 
-                if (j < nb && tb[j] == NGX_HTTP_IOTHUB_TWIN_ROUTE_ANY) {
+                if (j < nb && tb[j] == NGX_HTTP_IOTHUB_TWIN_GLOB_ANY_RUN) {
                     ngx_http_iothub_twin_reach(i, j + 1, k) = 1;
                 }
 
@@ -224,12 +232,14 @@ ngx_http_iothub_twin_route_overlap(const unsigned char *a, size_t alen,
                 x = ta[i];
                 y = tb[j];
 
-                if (x < 256 && y < 256 && x != y) {
+                if (x > NGX_HTTP_IOTHUB_TWIN_GLOB_ANY_ONE
+                    && y > NGX_HTTP_IOTHUB_TWIN_GLOB_ANY_ONE && x != y)
+                {
                     continue;
                 }
 
-                i2 = (x == NGX_HTTP_IOTHUB_TWIN_ROUTE_ANY) ? i : i + 1;
-                j2 = (y == NGX_HTTP_IOTHUB_TWIN_ROUTE_ANY) ? j : j + 1;
+                i2 = (x == NGX_HTTP_IOTHUB_TWIN_GLOB_ANY_RUN) ? i : i + 1;
+                j2 = (y == NGX_HTTP_IOTHUB_TWIN_GLOB_ANY_RUN) ? j : j + 1;
                 k2 = (k + 1 < h) ? k + 1 : h - 1;
 
                 if (i2 == i && j2 == j && k2 == k) {

@@ -24,10 +24,21 @@
 /* bytes of a pattern: every character of a longest ID escaped */
 #define NGX_HTTP_IOTHUB_TWIN_ROUTE_PATTERN_MAX  256
 
+/*
+ * A compiled ID pattern (here and in the policy): its bytes, with escapes
+ * undone, and these two bytes, which no ID holds, for the wildcards
+ */
+#define NGX_HTTP_IOTHUB_TWIN_GLOB_ANY_RUN       0x01
+#define NGX_HTTP_IOTHUB_TWIN_GLOB_ANY_ONE       0x02
+
 
 /* NULL if the pattern is valid, else what is wrong with it */
 const char *ngx_http_iothub_twin_route_check(const unsigned char *p,
     size_t len);
+
+/* non-zero if the compiled pattern matches the ID */
+int ngx_http_iothub_twin_glob_match(const unsigned char *p, size_t plen,
+    const unsigned char *s, size_t slen);
 
 /* non-zero if the (valid) pattern matches the decoded ID */
 int ngx_http_iothub_twin_route_match(const unsigned char *p, size_t plen,

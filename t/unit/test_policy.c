@@ -11,7 +11,7 @@
 #include <stdlib.h>
 
 #include "tap.h"
-#include "ngx_http_iothub_twin_policy.h"
+#include "policy_util.h"
 
 
 #define DATA  "t/data/policy/"
@@ -27,9 +27,6 @@
 #define OP_REPLACE  NGX_HTTP_IOTHUB_TWIN_OP_REPLACE
 
 
-typedef ngx_http_iothub_twin_policy_t           policy_t;
-typedef ngx_http_iothub_twin_caller_t           caller_t;
-typedef ngx_http_iothub_twin_policy_decision_t  decision_t;
 
 
 static void test_load_good(void);
@@ -51,8 +48,6 @@ static void test_escapes(void);
 static void test_walk(void);
 static void test_states(void);
 
-static policy_t *parse(const char *json);
-static const caller_t *caller(const policy_t *p, const char *name);
 static int target(decision_t *d, const caller_t *c, int op,
     const char *device, const char *module);
 static int path(decision_t *d, const char *path, int is_delete);
@@ -175,29 +170,6 @@ main(void)
 }
 
 
-static policy_t *
-parse(const char *json)
-{
-    char       err[512];
-    policy_t  *p;
-
-    p = ngx_http_iothub_twin_policy_parse("t.json", json, strlen(json), err,
-                                          sizeof(err));
-    if (p == NULL) {
-        printf("# unexpected: %s\n", err);
-    }
-
-    return p;
-}
-
-
-static const caller_t *
-caller(const policy_t *p, const char *name)
-{
-    return ngx_http_iothub_twin_policy_caller(p,
-                                              (const unsigned char *) name,
-                                              strlen(name));
-}
 
 
 static int

@@ -15,7 +15,7 @@
 
 #include "tap.h"
 #include "ngx_http_iothub_twin_filter.h"
-#include "ngx_http_iothub_twin_policy.h"
+#include "policy_util.h"
 
 
 #define NONE  NGX_HTTP_IOTHUB_TWIN_READ_NONE
@@ -37,9 +37,6 @@
     "\"devices\":[\"d\"],\"hubs\":" h "}]}}}"
 
 
-typedef ngx_http_iothub_twin_policy_t           policy_t;
-typedef ngx_http_iothub_twin_caller_t           caller_t;
-typedef ngx_http_iothub_twin_policy_decision_t  decision_t;
 
 
 static void test_load_errors(void);
@@ -54,8 +51,6 @@ static void test_report(void);
 static void test_odd_hubs(void);
 static void test_check_hubs(void);
 
-static policy_t *parse(const char *json);
-static const caller_t *caller(const policy_t *p, const char *name);
 static int target(decision_t *d, const caller_t *c, int op, const char *hub,
     const char *device, const char *module);
 static int path(decision_t *d, const char *path);
@@ -163,29 +158,6 @@ main(void)
 }
 
 
-static policy_t *
-parse(const char *json)
-{
-    char       err[512];
-    policy_t  *p;
-
-    p = ngx_http_iothub_twin_policy_parse("t.json", json, strlen(json), err,
-                                          sizeof(err));
-    if (p == NULL) {
-        printf("# unexpected: %s\n", err);
-    }
-
-    return p;
-}
-
-
-static const caller_t *
-caller(const policy_t *p, const char *name)
-{
-    return ngx_http_iothub_twin_policy_caller(p,
-                                              (const unsigned char *) name,
-                                              strlen(name));
-}
 
 
 static int

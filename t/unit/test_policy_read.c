@@ -13,7 +13,7 @@
 
 #include "tap.h"
 #include "ngx_http_iothub_twin_filter.h"
-#include "ngx_http_iothub_twin_policy.h"
+#include "policy_util.h"
 
 
 #define NONE  NGX_HTTP_IOTHUB_TWIN_READ_NONE
@@ -27,9 +27,6 @@
 #define ONE_RULE(r)  "{\"callers\":{\"a\":{\"rules\":[" r "]}}}"
 
 
-typedef ngx_http_iothub_twin_policy_t           policy_t;
-typedef ngx_http_iothub_twin_caller_t           caller_t;
-typedef ngx_http_iothub_twin_policy_decision_t  decision_t;
 
 
 /* a node and the verdict it should get */
@@ -53,7 +50,6 @@ static void test_walk(void);
 static void test_deep(void);
 static void test_errors(void);
 
-static policy_t *parse(const char *json);
 static int target(decision_t *d, const caller_t *c, int op,
     const char *device, const char *module);
 static int read_node(decision_t *d, const char *path);
@@ -83,21 +79,6 @@ main(void)
     return tap_done();
 }
 
-
-static policy_t *
-parse(const char *json)
-{
-    char       err[512];
-    policy_t  *p;
-
-    p = ngx_http_iothub_twin_policy_parse("t.json", json, strlen(json), err,
-                                          sizeof(err));
-    if (p == NULL) {
-        printf("# unexpected: %s\n", err);
-    }
-
-    return p;
-}
 
 
 static int

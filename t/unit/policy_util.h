@@ -1,0 +1,50 @@
+
+/*
+ * Copyright (C) ngx_iothub_twin developers
+ *
+ * What the policy unit tests share: short type names, and loading a
+ * policy or finding a caller with a message when it fails.
+ */
+
+
+#ifndef _POLICY_UTIL_H_INCLUDED_
+#define _POLICY_UTIL_H_INCLUDED_
+
+
+#include <stdio.h>
+#include <string.h>
+
+#include "ngx_http_iothub_twin_policy.h"
+
+
+typedef ngx_http_iothub_twin_policy_t           policy_t;
+typedef ngx_http_iothub_twin_caller_t           caller_t;
+typedef ngx_http_iothub_twin_policy_decision_t  decision_t;
+
+
+static inline policy_t *
+parse(const char *json)
+{
+    char       err[512];
+    policy_t  *p;
+
+    p = ngx_http_iothub_twin_policy_parse("t.json", json, strlen(json), err,
+                                          sizeof(err));
+    if (p == NULL) {
+        printf("# unexpected: %s\n", err);
+    }
+
+    return p;
+}
+
+
+static inline const caller_t *
+caller(const policy_t *p, const char *name)
+{
+    return ngx_http_iothub_twin_policy_caller(p,
+                                              (const unsigned char *) name,
+                                              strlen(name));
+}
+
+
+#endif /* _POLICY_UTIL_H_INCLUDED_ */
