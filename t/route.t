@@ -212,7 +212,31 @@ for my $id ('us-1', 'dev10', 'EU-1') {
 }
 $r = via('gw', method => 'GET', path => '/twins/us-1');
 is($r->{status}, 404, 'a read of it too');
+
+# its body is never read as a request: a complete update to a routed twin
+# hidden in it, one write, a kept-alive connection
+my $inner = '{"tags":{"smuggled":true}}';
+my $hidden = "PATCH /twins/eu-1 HTTP/1.1\r\nHost: gateway\r\n"
+    . "Content-Type: application/json\r\n"
+    . 'Content-Length: ' . length($inner) . "\r\n\r\n$inner";
+for my $te (0, 1) {
+    my $body = $te ? sprintf("%x\r\n%s\r\n0\r\n\r\n", length $hidden,
+                             $hidden)
+                   : $hidden;
+    my $head = "PATCH /twins/us-1 HTTP/1.1\r\nHost: gateway\r\n"
+        . "Content-Type: application/json\r\n"
+        . ($te ? "Transfer-Encoding: chunked\r\n"
+               : 'Content-Length: ' . length($body) . "\r\n")
+        . "\r\n";
+    my $raw = IoTHubTwin::raw_request('127.0.0.1', $t->port('gw'),
+                                      $head . $body, timeout => 2)->{raw};
+    my @status = $raw =~ m{HTTP/1\.1 (\d{3}) }g;
+    is("@status", '404', 'a body hidden in a refused '
+       . ($te ? 'chunked' : 'Content-Length') . ' update: one answer');
+}
 is(scalar @{seen()} + scalar @{seen('hub2')}, 0, 'nothing reached a hub');
+ok(!exists $t->hub_twin('eu-1', undef, 'hub2')->{tags}{smuggled},
+   'the hidden update was not applied');
 
 # a hub's certificate is checked against that hub's name
 
