@@ -840,10 +840,12 @@ ngx_http_iothub_twin_hub_define(ngx_conf_t *cf, ngx_command_t *cmd,
 
             t = ngx_parse_time(&v, 1);
 
-            if (t == (time_t) NGX_ERROR || t < 60 || t > 86400) {
+            /* as iothub_twin_token_lifetime */
+
+            if (t == (time_t) NGX_ERROR || t < 10 || t > 365 * 86400) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid value \"%V\" in \"%V\": "
-                                   "expected a time from 1m to 24h",
+                                   "expected a time from 10s to 365d",
                                    &value[i], &cmd->name);
                 return NGX_CONF_ERROR;
             }

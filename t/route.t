@@ -527,6 +527,20 @@ EOF
            qr/"iothub_twin_hub_define other\.azure-devices\.net" passes to "https:\/\/euhub\.azure-devices\.net" as hub "euhub\.azure-devices\.net" defined in \S+:\d+ does: each hub needs its own upstream/,
            'nginx -t: two hubs on one upstream');
 
+conf_error(<<'EOF' . $ROUTE_A,
+    iothub_twin_hub_define %%HUB%% policy=service key_file=%%DIR%%/hub.key
+                           token_lifetime=5s;
+EOF
+           qr/invalid value "token_lifetime=5s" in "iothub_twin_hub_define": expected a time from 10s to 365d/,
+           'nginx -t: a token lifetime out of bounds');
+
+conf_error(<<'EOF' . $ROUTE_A,
+    iothub_twin_hub_define %%HUB%% policy=service key_file=%%DIR%%/hub.key
+                           api_version=2021-4-12;
+EOF
+           qr/invalid value "api_version=2021-4-12" in "iothub_twin_hub_define": expected a date like 2021-04-12/,
+           'nginx -t: a bad api-version');
+
 $t->write_file('bad-callers.json', json_encode({ callers => {
     'x' => { rules => [ { operations => ['update'], devices => ['*'],
                           tags => ['**'], hubs => [$HUB, $HUB2] } ] } } }));
