@@ -164,10 +164,17 @@ ngx_http_iothub_twin_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return NGX_OK;
     }
 
-    rc = ngx_http_iothub_twin_twin_etag(r, ctx);
+    /*
+     * The read filter first: for a scoped caller it checks the whole twin
+     * strictly, and the etag scan then reads only what the caller gets
+     * (the etag and version are always read, so they are there as the
+     * hub sent them), not the whole twin a second time.
+     */
+
+    rc = ngx_http_iothub_twin_read_scope(r, ctx);
 
     if (rc == NGX_OK) {
-        rc = ngx_http_iothub_twin_read_scope(r, ctx);
+        rc = ngx_http_iothub_twin_twin_etag(r, ctx);
     }
 
     if (rc == NGX_DECLINED) {
@@ -318,7 +325,7 @@ ngx_http_iothub_twin_twin_etag(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    /* a copy: the held answer may be replaced by the read filter's */
+    /* a copy, in quotes for the header */
 
     p = ngx_pnalloc(r->pool, info.etag_len + 2);
     if (p == NULL) {
