@@ -1059,7 +1059,7 @@ sub callgrind_run {
 
 sub commify {
     my ($n) = @_;
-    1 while $n =~ s/^(\d+)(\d{3})/$1,$2/;
+    1 while $n =~ s/^(-?\d+)(\d{3})/$1,$2/;
     return $n;
 }
 
