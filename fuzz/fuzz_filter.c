@@ -36,6 +36,9 @@
  *     "$metadata" below SOME or NONE, a metadata entry whose data is
  *     withheld, or a metadata entry asked SOME with no data member kept;
  *
+ *   - filtering a copy of the input in place differs (rc, output bytes,
+ *     count, record);
+ *
  *   - report mode differs (rc, count, record) or writes anything; the
  *     record is not NUL-terminated printable ASCII without '"' and with
  *     '\' only in \xNN, or is not empty when nothing was withheld.
@@ -112,6 +115,27 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     fuzz_filter_record(&f);
+
+    /* in place, over a copy of the input */
+
+    memset(&g, 0, sizeof(g));
+    g.read = fuzz_filter_read;
+    g.out = malloc(size ? size : 1);
+
+    if (g.out == NULL) {
+        abort();
+    }
+
+    memcpy(g.out, data, size);
+
+    if (ngx_http_iothub_twin_filter(&g, g.out, size) != rc
+        || g.out_len != f.out_len || memcmp(g.out, out, f.out_len) != 0
+        || g.withheld != f.withheld || strcmp(g.first, f.first) != 0)
+    {
+        fuzz_filter_fail("in place differs", NULL);
+    }
+
+    free(g.out);
 
     /* report mode */
 

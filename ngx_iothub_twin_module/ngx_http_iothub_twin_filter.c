@@ -7,7 +7,7 @@
  * Objects asked SOME (and the twin itself) are walked member by member
  * with an explicit stack of frames; every other value, kept or dropped,
  * goes through one iterative skipper that checks it and returns its end,
- * and a kept one is then copied with one memcpy().  Whitespace between
+ * and a kept one is then copied with one memmove().  Whitespace between
  * the members of a walked object is not copied; inside a kept value all
  * bytes are.
  *
@@ -615,12 +615,20 @@ ngx_http_iothub_twin_filter_ask(ngx_http_iothub_twin_filter_ctx_t *ctx,
 }
 
 
+/*
+ * Output never overtakes input: a kept member is written no later in the
+ * output than it was in the input (what comes before it is shorter or as
+ * long: whitespace is dropped, a comma is written only where the input
+ * had one, and a walked object is no longer than it was), so in place the
+ * bytes written are ones already read.
+ */
+
 static void
 ngx_http_iothub_twin_filter_emit(ngx_http_iothub_twin_filter_ctx_t *ctx,
     const unsigned char *p, size_t n)
 {
     if (!ctx->report) {
-        memcpy(ctx->out + ctx->out_len, p, n);
+        memmove(ctx->out + ctx->out_len, p, n);
     }
 
     ctx->out_len += n;

@@ -58,7 +58,11 @@ typedef struct {
      */
     unsigned                       report;
 
-    /* at least as many bytes as the input; the filtered twin goes here */
+    /*
+     * Where the filtered twin goes: at least as many bytes as the input,
+     * or the input itself (filtered in place: the output never overtakes
+     * the input; after -1 the input's bytes are undefined).
+     */
     unsigned char                 *out;
 
     /* results */

@@ -361,10 +361,11 @@ ngx_http_iothub_twin_twin_etag(ngx_http_request_t *r,
 
 /*
  * The twin the caller gets holds only what its rules let it read: one
- * streaming pass over the held answer into a buffer of the same size.  A
+ * streaming pass over the held answer, which it cuts down in place.  A
  * twin that cannot be parsed never reaches a scoped caller (NGX_DECLINED:
- * a 502).  In report mode the whole twin passes, and what would have been
- * withheld is counted and logged.
+ * a 502; the held bytes are then undefined, and nothing reads them).  In
+ * report mode the whole twin passes, and what would have been withheld is
+ * counted and logged.
  */
 
 static ngx_int_t
@@ -385,13 +386,7 @@ ngx_http_iothub_twin_read_scope(ngx_http_request_t *r,
     f.read = ngx_http_iothub_twin_policy_read;
     f.data = ctx->policy;
     f.report = ctx->policy->report;
-
-    if (!f.report) {
-        f.out = ngx_pnalloc(r->pool, ctx->resp_len);
-        if (f.out == NULL) {
-            return NGX_ERROR;
-        }
-    }
+    f.out = ctx->resp;
 
     if (ngx_http_iothub_twin_filter(&f, ctx->resp, ctx->resp_len) != 0) {
         return NGX_DECLINED;
@@ -429,9 +424,6 @@ ngx_http_iothub_twin_read_scope(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    ngx_pfree(r->pool, ctx->resp);
-
-    ctx->resp = f.out;
     ctx->resp_len = f.out_len;
 
     ngx_http_clear_content_length(r);

@@ -5,9 +5,10 @@
  * Unit tests of the read filter, TAP output.
  *
  * Part 1: a table of twins and scopes with the exact output, the count
- *         and the record of what was withheld; each case again in report
- *         mode (same count and record, nothing written, out NULL) and
- *         again over its own output (the filter is idempotent).
+ *         and the record of what was withheld; each case again in place
+ *         (the input its own output: the same result), in report mode
+ *         (same count and record, nothing written, out NULL) and again
+ *         over its own output (the filter is idempotent).
  * Part 2: syntax: invalid values of every class, in kept, dropped, walked
  *         and metadata positions, and whole texts that are not one JSON
  *         object, all -1; valid values in the same positions, kept
@@ -45,6 +46,11 @@
 #define ALL   NGX_HTTP_IOTHUB_TWIN_READ_ALL
 #define SOME  NGX_HTTP_IOTHUB_TWIN_READ_SOME
 
+/* how test_filter_run() runs the filter */
+#define TEST_FILTER_COPY      0
+#define TEST_FILTER_REPORT    1
+#define TEST_FILTER_IN_PLACE  2
+
 
 /* a scope: "path=A path=S ..." with a default for the other paths */
 typedef struct {
@@ -78,7 +84,7 @@ typedef struct {
 static int test_filter_scope_read(void *data, const unsigned char *path,
     size_t len);
 static int test_filter_run(const char *in, size_t len, const char *scope,
-    int dflt, unsigned report, ngx_http_iothub_twin_filter_t *f,
+    int dflt, unsigned mode, ngx_http_iothub_twin_filter_t *f,
     unsigned char **out);
 static void test_filter_table(void);
 static void test_filter_case(const test_filter_case_t *c);
@@ -182,11 +188,15 @@ test_filter_scope_read(void *data, const unsigned char *path, size_t len)
 }
 
 
-/* out: a buffer of exactly len bytes (freed by the caller), NULL in report */
+/*
+ * out: a buffer of exactly len bytes (freed by the caller), NULL in
+ * report; in place, that buffer holds a copy of the input and is filtered
+ * as its own output.
+ */
 
 static int
 test_filter_run(const char *in, size_t len, const char *scope, int dflt,
-    unsigned report, ngx_http_iothub_twin_filter_t *f, unsigned char **out)
+    unsigned mode, ngx_http_iothub_twin_filter_t *f, unsigned char **out)
 {
     static test_filter_scope_t  s;
 
@@ -198,10 +208,10 @@ test_filter_run(const char *in, size_t len, const char *scope, int dflt,
 
     f->read = test_filter_scope_read;
     f->data = &s;
-    f->report = report;
+    f->report = (mode == TEST_FILTER_REPORT);
     f->out = NULL;
 
-    if (!report) {
+    if (!f->report) {
         f->out = malloc(len ? len : 1);
         if (f->out == NULL) {
             abort();
@@ -209,6 +219,11 @@ test_filter_run(const char *in, size_t len, const char *scope, int dflt,
     }
 
     *out = f->out;
+
+    if (mode == TEST_FILTER_IN_PLACE) {
+        memcpy(f->out, in, len);
+        return ngx_http_iothub_twin_filter(f, f->out, len);
+    }
 
     return ngx_http_iothub_twin_filter(f, (const unsigned char *) in, len);
 }
@@ -446,6 +461,18 @@ test_filter_case(const test_filter_case_t *c)
     snprintf(name, sizeof(name), "%s: rc", c->name);
     tap_ok(rc == (c->out ? 0 : -1), "%s", name);
 
+    /* in place: the same result, the same bytes at the input's start */
+
+    rc2 = test_filter_run(c->in, len, c->scope, c->dflt,
+                          TEST_FILTER_IN_PLACE, &g, &out2);
+
+    snprintf(name, sizeof(name), "%s: in place", c->name);
+    tap_ok(rc2 == rc && g.out_len == f.out_len && g.withheld == f.withheld
+           && strcmp(g.first, f.first) == 0
+           && (rc != 0 || memcmp(out2, out, f.out_len) == 0), "%s", name);
+
+    free(out2);
+
     if (c->out == NULL) {
         snprintf(name, sizeof(name), "%s: nothing reported", c->name);
         tap_ok(f.out_len == 0 && f.withheld == 0 && f.first[0] == '\0',
@@ -497,7 +524,7 @@ test_filter_syntax(void)
     int                             rc, ok, valid;
     char                            in[256], name[512];
     size_t                          i, k, t, len, vlen;
-    unsigned                        report;
+    unsigned                        mode;
     unsigned char                  *out;
     ngx_http_iothub_twin_filter_t   f;
 
@@ -547,12 +574,12 @@ test_filter_syntax(void)
     };
 
     for (t = 0; t < sizeof(places) / sizeof(places[0]); t++) {
-        for (report = 0; report < 2; report++) {
+        for (mode = 0; mode < 3; mode++) {
             ok = 1;
 
             for (k = 0; k < sizeof(invalid) / sizeof(invalid[0]); k++) {
                 len = snprintf(in, sizeof(in), places[t].tpl, invalid[k]);
-                rc = test_filter_run(in, len, places[t].scope, NONE, report,
+                rc = test_filter_run(in, len, places[t].scope, NONE, mode,
                                      &f, &out);
                 free(out);
 
@@ -564,19 +591,23 @@ test_filter_syntax(void)
 
             snprintf(name, sizeof(name), "%u invalid values %s%s: -1",
                      (unsigned) k, places[t].where,
-                     report ? ", report mode" : "");
+                     (mode == TEST_FILTER_REPORT) ? ", report mode"
+                     : (mode == TEST_FILTER_IN_PLACE) ? ", in place" : "");
             tap_ok(ok, "%s", name);
         }
 
         ok = 1;
 
-        for (k = 0; k < sizeof(valid_values) / sizeof(valid_values[0]); k++)
+        for (k = 0; k < 2 * sizeof(valid_values) / sizeof(valid_values[0]);
+             k++)
         {
-            len = snprintf(in, sizeof(in), places[t].tpl, valid_values[k]);
-            rc = test_filter_run(in, len, places[t].scope, NONE, 0, &f,
+            mode = (k & 1) ? TEST_FILTER_IN_PLACE : TEST_FILTER_COPY;
+            len = snprintf(in, sizeof(in), places[t].tpl,
+                           valid_values[k / 2]);
+            rc = test_filter_run(in, len, places[t].scope, NONE, mode, &f,
                                  &out);
 
-            vlen = strlen(valid_values[k]);
+            vlen = strlen(valid_values[k / 2]);
             valid = (rc == 0);
 
             /* a kept value is in the output verbatim */
@@ -584,7 +615,7 @@ test_filter_syntax(void)
                 valid = 0;
 
                 for (i = 0; i + vlen <= f.out_len; i++) {
-                    if (memcmp(out + i, valid_values[k], vlen) == 0) {
+                    if (memcmp(out + i, valid_values[k / 2], vlen) == 0) {
                         valid = 1;
                         break;
                     }
@@ -599,8 +630,8 @@ test_filter_syntax(void)
             free(out);
         }
 
-        snprintf(name, sizeof(name), "%u valid values %s: 0",
-                 (unsigned) k, places[t].where);
+        snprintf(name, sizeof(name), "%u valid values %s: 0 (copied and"
+                 " in place)", (unsigned) k / 2, places[t].where);
         tap_ok(ok, "%s", name);
     }
 }
@@ -1499,6 +1530,24 @@ test_filter_differential(void)
         if (ref.withheld > 0 && f.out_len > 2) {
             walked++;
         }
+
+        /* in place: the same result and bytes */
+        memset(&g, 0, sizeof(g));
+        g.read = test_filter_hash_read;
+        g.data = &ref;
+        g.out = malloc(len);
+        memcpy(g.out, text, len);
+
+        if (ngx_http_iothub_twin_filter(&g, g.out, len) != rc
+            || g.out_len != f.out_len || memcmp(g.out, out, f.out_len) != 0
+            || g.withheld != f.withheld || strcmp(g.first, f.first) != 0)
+        {
+            if (bad++ < 3) {
+                printf("# round %u: in place differs\n", i);
+            }
+        }
+
+        free(g.out);
 
         /* report mode agrees */
         memset(&g, 0, sizeof(g));
