@@ -90,6 +90,7 @@ static void test_filter_table(void);
 static void test_filter_case(const test_filter_case_t *c);
 static void test_filter_syntax(void);
 static void test_filter_whole(void);
+static void test_filter_strings(void);
 static void test_filter_nesting(void);
 static void test_filter_commas(void);
 static void test_filter_first(void);
@@ -141,6 +142,7 @@ main(void)
     test_filter_table();
     test_filter_syntax();
     test_filter_whole();
+    test_filter_strings();
     test_filter_nesting();
     test_filter_commas();
     test_filter_first();
@@ -683,6 +685,110 @@ test_filter_whole(void)
     }
 
     tap_ok(ok, "%s", "texts that are not one JSON object: -1");
+}
+
+
+/*
+ * Strings are scanned 64 bytes at a time from where the first one of a
+ * skipped value begins: a string at every offset from there (0 to 129
+ * bytes in), 0 to 80 bytes long, plain, with an escape, a non-ASCII
+ * sequence, a control byte, a bad escape or a byte that is not UTF-8 at
+ * every place in it, and near the end of the input or not: each valid one
+ * kept verbatim (and dropped), each invalid one -1.
+ */
+
+static void
+test_filter_strings(void)
+{
+    int                             rc, ok, valid;
+    char                            in[512], name[256];
+    size_t                          pad, blen, at, len, t, kind;
+    unsigned char                  *out;
+    ngx_http_iothub_twin_filter_t   f;
+
+    static const char  a[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    static const char  x[] = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                             "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+
+    /* what goes at offset at of the string; valid or not */
+    static const struct {
+        const char  *bytes;
+        const char  *label;
+        int          valid;
+    } inserts[] = {
+        { "", "nothing", 1 },
+        { "\\\"", "an escaped quote", 1 },
+        { "\\u00e9", "a \\u escape", 1 },
+        { "\xc3\xa9", "a 2-byte UTF-8 sequence", 1 },
+        { "\xf0\x9f\x98\x80", "a 4-byte UTF-8 sequence", 1 },
+        { "\x7f", "DEL", 1 },
+        { "\"", "a bare quote", 0 },
+        { "\x01", "a control byte", 0 },
+        { "\x1f", "the last control byte", 0 },
+        { "\\x", "a bad escape", 0 },
+        { "\xff", "a byte that is not UTF-8", 0 },
+        { "\xc3", "a cut UTF-8 sequence", 0 },
+    };
+
+    static const char  *tails[] = {
+        "", ",\"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+            "bbbbbbbbbbbbbbbbbbbb\""
+    };
+
+    for (kind = 0; kind < sizeof(inserts) / sizeof(inserts[0]); kind++) {
+        ok = 1;
+        valid = inserts[kind].valid;
+
+        for (pad = 0; pad < 130; pad += (pad < 70) ? 1 : 7) {
+            for (blen = 0; blen <= 80; blen += (blen < 20) ? 1 : 3) {
+                for (at = 0; at <= blen; at += (blen < 20) ? 1 : 5) {
+                    for (t = 0; t < 2; t++) {
+
+                        /* the first string anchors the scan */
+
+                        len = snprintf(in, sizeof(in),
+                                       "{\"d\":[\"%.*s\",\"%.*s%s%.*s\"%s]}",
+                                       (int) pad, a, (int) at, x,
+                                       inserts[kind].bytes, (int) (blen - at),
+                                       x, tails[t]);
+
+                        rc = test_filter_run(in, len, "d=A", NONE, 0, &f,
+                                             &out);
+
+                        if (rc != (valid ? 0 : -1)
+                            || (valid && (f.out_len != len
+                                          || memcmp(out, in, len) != 0)))
+                        {
+                            printf("# kept: rc %d for %s\n", rc, in);
+                            ok = 0;
+                        }
+
+                        free(out);
+
+                        rc = test_filter_run(in, len, "", NONE, 0, &f, &out);
+
+                        if (rc != (valid ? 0 : -1)
+                            || (valid && (f.out_len != 2
+                                          || memcmp(out, "{}", 2) != 0)))
+                        {
+                            printf("# dropped: rc %d for %s\n", rc, in);
+                            ok = 0;
+                        }
+
+                        free(out);
+                    }
+                }
+            }
+        }
+
+        snprintf(name, sizeof(name), "strings at every offset of the scan, "
+                 "with %s in them: %s", inserts[kind].label,
+                 valid ? "kept verbatim, or dropped" : "-1");
+        tap_ok(ok, "%s", name);
+    }
 }
 
 
