@@ -342,6 +342,12 @@ member:
         }
 
         ngx_http_iothub_twin_filter_emit(&ctx, kstart, p - kstart);
+
+        if (depth == 1 && f->top != NULL && !ctx.report) {
+            f->top(f->top_data, ctx.out + ctx.out_len - (p - kstart),
+                   p - kstart);
+        }
+
         break;
 
     case NGX_HTTP_IOTHUB_TWIN_FILTER_DROP:

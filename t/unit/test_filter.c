@@ -71,6 +71,15 @@ typedef struct {
 } test_filter_case_t;
 
 
+/* what the top hook was told: each member where it is, and a copy */
+typedef struct {
+    unsigned              calls;
+    const unsigned char  *at[16];
+    size_t                len[16];
+    char                  copy[16][256];
+} test_filter_tops_t;
+
+
 /* the reference's state: a predicate seed, the count and the record */
 typedef struct {
     uint64_t     seed;
@@ -86,8 +95,12 @@ static int test_filter_scope_read(void *data, const unsigned char *path,
 static int test_filter_run(const char *in, size_t len, const char *scope,
     int dflt, unsigned mode, ngx_http_iothub_twin_filter_t *f,
     unsigned char **out);
+static void test_filter_top(void *data, const unsigned char *member,
+    size_t len);
+static int test_filter_tops_ok(const unsigned char *out, size_t len);
 static void test_filter_table(void);
 static void test_filter_case(const test_filter_case_t *c);
+static void test_filter_tops(void);
 static void test_filter_syntax(void);
 static void test_filter_whole(void);
 static void test_filter_strings(void);
@@ -126,7 +139,8 @@ static json_t *test_filter_gen_section(void);
 static json_t *test_filter_gen_twin(void);
 
 
-static uint64_t  test_filter_seed = 20261111;
+static uint64_t            test_filter_seed = 20261111;
+static test_filter_tops_t  test_filter_told;
 
 
 int
@@ -140,6 +154,7 @@ main(void)
     }
 
     test_filter_table();
+    test_filter_tops();
     test_filter_syntax();
     test_filter_whole();
     test_filter_strings();
@@ -210,8 +225,12 @@ test_filter_run(const char *in, size_t len, const char *scope, int dflt,
 
     f->read = test_filter_scope_read;
     f->data = &s;
+    f->top = test_filter_top;
+    f->top_data = &test_filter_told;
     f->report = (mode == TEST_FILTER_REPORT);
     f->out = NULL;
+
+    test_filter_told.calls = 0;
 
     if (!f->report) {
         f->out = malloc(len ? len : 1);
@@ -228,6 +247,55 @@ test_filter_run(const char *in, size_t len, const char *scope, int dflt,
     }
 
     return ngx_http_iothub_twin_filter(f, (const unsigned char *) in, len);
+}
+
+
+static void
+test_filter_top(void *data, const unsigned char *member, size_t len)
+{
+    test_filter_tops_t  *t = data;
+
+    if (t->calls < 16) {
+        t->at[t->calls] = member;
+        t->len[t->calls] = len;
+        snprintf(t->copy[t->calls], sizeof(t->copy[0]), "%.*s", (int) len,
+                 member);
+    }
+
+    t->calls++;
+}
+
+
+/*
+ * Each member the top hook was told of is in the output, one after the
+ * other, still as it was when told, and begins with a key.
+ */
+
+static int
+test_filter_tops_ok(const unsigned char *out, size_t len)
+{
+    unsigned             i;
+    const unsigned char  *prev;
+    test_filter_tops_t   *t = &test_filter_told;
+
+    prev = out;
+
+    for (i = 0; i < t->calls && i < 16; i++) {
+        if (t->at[i] < prev || t->at[i] + t->len[i] > out + len
+            || t->len[i] < 3 || t->at[i][0] != '"'
+            || (t->len[i] < sizeof(t->copy[0])
+                && memcmp(t->at[i], t->copy[i], t->len[i]) != 0))
+        {
+            printf("# member %u told at %d, %u bytes, of %u: '%s'\n", i,
+                   (int) (t->at[i] - out), (unsigned) t->len[i],
+                   (unsigned) len, t->copy[i]);
+            return 0;
+        }
+
+        prev = t->at[i] + t->len[i];
+    }
+
+    return 1;
 }
 
 
@@ -463,6 +531,11 @@ test_filter_case(const test_filter_case_t *c)
     snprintf(name, sizeof(name), "%s: rc", c->name);
     tap_ok(rc == (c->out ? 0 : -1), "%s", name);
 
+    if (rc == 0) {
+        snprintf(name, sizeof(name), "%s: top members", c->name);
+        tap_ok(test_filter_tops_ok(out, f.out_len), "%s", name);
+    }
+
     /* in place: the same result, the same bytes at the input's start */
 
     rc2 = test_filter_run(c->in, len, c->scope, c->dflt,
@@ -471,7 +544,9 @@ test_filter_case(const test_filter_case_t *c)
     snprintf(name, sizeof(name), "%s: in place", c->name);
     tap_ok(rc2 == rc && g.out_len == f.out_len && g.withheld == f.withheld
            && strcmp(g.first, f.first) == 0
-           && (rc != 0 || memcmp(out2, out, f.out_len) == 0), "%s", name);
+           && (rc != 0 || (memcmp(out2, out, f.out_len) == 0
+                           && test_filter_tops_ok(out2, g.out_len))),
+           "%s", name);
 
     free(out2);
 
@@ -501,7 +576,8 @@ test_filter_case(const test_filter_case_t *c)
 
     snprintf(name, sizeof(name), "%s: report mode", c->name);
     tap_ok(rc2 == rc && r.out_len == 0 && r.withheld == f.withheld
-           && strcmp(r.first, f.first) == 0, "%s", name);
+           && strcmp(r.first, f.first) == 0 && test_filter_told.calls == 0,
+           "%s", name);
 
     /* over its own output: the same bytes again */
 
@@ -514,6 +590,66 @@ test_filter_case(const test_filter_case_t *c)
 
     free(out2);
     free(out);
+}
+
+
+/*
+ * The top hook: told of the twin's members kept whole, in order, with
+ * their bytes in the output (whitespace inside kept), copied or in place;
+ * not of members walked, dropped or below the top; not in report mode.
+ */
+
+static void
+test_filter_tops(void)
+{
+    int                             rc;
+    unsigned                        mode, i, ok;
+    unsigned char                  *out;
+    ngx_http_iothub_twin_filter_t   f;
+
+    static const char  in[] =
+        "{ \"deviceId\":\"d\",\"etag\" : \"AAA=\" , \"tags\":{\"a\":1},"
+        "\"status\":\"x\",\"version\":3,\"properties\":{\"desired\":"
+        "{\"a\":{\"b\":1}}},\"x509\":{\"p\":null} }";
+
+    static const char  scope[] = "deviceId=A etag=A version=A tags=S "
+                                 "tags.a=A properties=A x509=S x509.p=A";
+
+    static const char  *want[] = {
+        "\"deviceId\":\"d\"", "\"etag\" : \"AAA=\"", "\"version\":3",
+        "\"properties\":{\"desired\":{\"a\":{\"b\":1}}}"
+    };
+
+    for (mode = 0; mode < 3; mode++) {
+        rc = test_filter_run(in, sizeof(in) - 1, scope, NONE, mode, &f,
+                             &out);
+
+        ok = (rc == 0);
+
+        if (mode == TEST_FILTER_REPORT) {
+            ok = ok && test_filter_told.calls == 0;
+
+        } else {
+            ok = ok && test_filter_told.calls == 4
+                 && test_filter_tops_ok(out, f.out_len);
+
+            for (i = 0; ok && i < 4; i++) {
+                ok = strcmp(test_filter_told.copy[i], want[i]) == 0;
+
+                if (!ok) {
+                    printf("# member %u: '%s', want '%s'\n", i,
+                           test_filter_told.copy[i], want[i]);
+                }
+            }
+        }
+
+        free(out);
+
+        tap_ok(ok, "top hook: the members kept whole, in order, as they are "
+               "in the output%s",
+               mode == TEST_FILTER_REPORT ? " (report mode: none)"
+               : mode == TEST_FILTER_IN_PLACE ? ", in place" : "");
+    }
 }
 
 
