@@ -15,16 +15,18 @@
 # request, and the worker's RSS after the 32 KB rounds, beside the goals.
 # Then one instrumented run (callgrind) of the gateway splits its
 # instructions per request by stage, and one of plain proxy_pass gives
-# its instructions for the same requests.  Benchmarks inform: nothing
-# here fails on a figure.
+# its instructions for the same requests; the 64 KB GET gets the same
+# split through the gateway with the read scope and with "**", side by
+# side.  Benchmarks inform: nothing here fails on a figure.
 #
 #   BENCH_SECONDS=3 BENCH_ROUNDS=4 BENCH_CONNECTIONS=64 \
 #   BENCH_CALLGRIND_REQUESTS=100 perl bench/gateway.pl
 #
 # BENCH_ROUNDS=0 skips the timed rounds, BENCH_CALLGRIND_REQUESTS=0 the
-# instrumented runs; TEST_KEEP=1 keeps the folder with the
-# configurations, logs and callgrind files.  About 3 minutes with the
-# defaults.
+# instrumented runs; BENCH_BODIES=get (or patch) runs only the GET (or
+# the PATCH) rounds and instrumented runs; TEST_KEEP=1 keeps the folder
+# with the configurations, logs and callgrind files.  About 3 minutes
+# with the defaults.
 
 use strict;
 use warnings;
@@ -890,6 +892,8 @@ my $CORE = 'nginx core (events, parsing, pools)';
 my @STAGES = (
     [ 'validate', qr/^ngx_http_iothub_twin_patch_/ ],
     [ 'paths', qr/^ngx_http_iothub_twin_path$/ ],
+    [ 'read verdicts', qr/^ngx_http_iothub_twin_policy_(?:read|always)/ ],
+    [ 'read filter', qr/^ngx_http_iothub_twin_(?:filter|read_scope$)/ ],
     [ 'policy', qr/^ngx_http_iothub_twin_(?:policy_|identify|access$|deny$)/ ],
     [ 'response hold', qr/^ngx_http_iothub_twin_(?:header_filter|body_filter
                                                  |hold|release|twin_etag
@@ -988,10 +992,13 @@ sub keepalive_requests {
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
                                   Proto => 'tcp', Timeout => 60)
         or die "connect $port: $!";
-    my $req = "PATCH $PATH HTTP/1.1\r\nHost: gateway\r\n"
-        . "Content-Type: application/json\r\nIf-Match: *\r\n"
-        . "X-Caller: $CALLER\r\nUser-Agent: bench-twin/$b->{twin}\r\n"
-        . 'Content-Length: ' . length($b->{body}) . "\r\n\r\n$b->{body}";
+    my $req = defined $b->{body}
+        ? "PATCH $PATH HTTP/1.1\r\nHost: gateway\r\n"
+          . "Content-Type: application/json\r\nIf-Match: *\r\n"
+          . "X-Caller: $CALLER\r\nUser-Agent: bench-twin/$b->{twin}\r\n"
+          . 'Content-Length: ' . length($b->{body}) . "\r\n\r\n$b->{body}"
+        : "GET $PATH HTTP/1.1\r\nHost: gateway\r\nX-Caller: $CALLER\r\n"
+          . "User-Agent: bench-twin/$b->{file}\r\n\r\n";
     my $buf = '';
 
     for (1 .. $n) {
@@ -1021,11 +1028,11 @@ sub callgrind_control {
         or die "callgrind_control $what $pid failed\n";
 }
 
-# a run of nginx under callgrind (master_process off): for each body a
-# warm-up, counters zeroed, $CG_REQUESTS requests, counters dumped;
-# returns the dumps, one a body
+# a run of nginx under callgrind (master_process off): for each of the
+# bodies a warm-up, counters zeroed, $CG_REQUESTS requests, counters
+# dumped; returns the dumps, one a body
 sub callgrind_run {
-    my ($name, $conf, $port, $side, @args) = @_;
+    my ($name, $conf, $port, $side, $bodies, @args) = @_;
     my $out = "$dir/$name/callgrind.out";
 
     my $pid = start_nginx($name, $conf, $CPU_GW, $port, 'valgrind',
@@ -1033,7 +1040,7 @@ sub callgrind_run {
                           "--callgrind-out-file=$out", @args);
     my $warm = 20;
 
-    for my $b (@BODIES) {
+    for my $b (@$bodies) {
         keepalive_requests($port, $b, $warm, $side);
         callgrind_control('-z', $pid);
         keepalive_requests($port, $b, $CG_REQUESTS, $side);
@@ -1046,13 +1053,13 @@ sub callgrind_run {
     my @dumps = sort { ($a =~ /(\d+)$/)[0] <=> ($b =~ /(\d+)$/)[0] }
                 grep { /\.\d+$/ } glob("$out.*");
     die "callgrind left " . @dumps . " dumps in $dir/$name, not "
-        . @BODIES . "\n" unless @dumps == @BODIES;
+        . @$bodies . "\n" unless @dumps == @$bodies;
     return @dumps;
 }
 
 sub commify {
     my ($n) = @_;
-    1 while $n =~ s/^(\d+)(\d{3})/$1,$2/;
+    1 while $n =~ s/^(-?\d+)(\d{3})/$1,$2/;
     return $n;
 }
 
@@ -1230,7 +1237,8 @@ sub stages {
 
     for my $dump (callgrind_run('cg-gw',
                       gateway_conf('cg-gw', $gw_port, $hub_port, single => 1),
-                      $gw_port, 'gateway', "--separate-callers=$CG_DEPTH"))
+                      $gw_port, 'gateway', \@BODIES,
+                      "--separate-callers=$CG_DEPTH"))
     {
         my ($stage, $total) = callgrind_stages($dump);
         push @stage, $stage;
@@ -1241,7 +1249,7 @@ sub stages {
     for my $dump (callgrind_run('cg-plain',
                       plain_conf('cg-plain', $plain_port, $hub_port,
                                  single => 1),
-                      $plain_port, 'plain'))
+                      $plain_port, 'plain', \@BODIES))
     {
         push @plain, (callgrind_stages($dump))[1];
     }
@@ -1268,6 +1276,54 @@ sub stages {
     printf $row, 'ratio plain/gateway',
            (map { sprintf '%.2f', $plain[$_] / $total[$_] } 0 .. $#total),
            '';
+}
+
+# the GET of the 64 KB twin under callgrind through the gateway with the
+# read scope and with "**", and through plain proxy_pass: instructions per
+# request by stage, side by side
+sub stages_get {
+    my (@stage, @total, %stages);
+
+    for my $side ([ 'cg-read', "$dir/callers-read.json" ],
+                  [ 'cg-all', "$dir/callers-all.json" ])
+    {
+        my ($name, $callers) = @$side;
+        my $port = $t->port($name);
+        my ($dump) = callgrind_run($name,
+                         gateway_conf($name, $port, $hub_port, single => 1,
+                                      callers => $callers),
+                         $port, 'gateway', [ $GET ],
+                         "--separate-callers=$CG_DEPTH");
+        my ($stage, $total) = callgrind_stages($dump);
+        push @stage, $stage;
+        push @total, $total;
+        $stages{$_} += $stage->{$_} for keys %$stage;
+    }
+
+    my $port = $t->port('cg-plain-get');
+    my ($dump) = callgrind_run('cg-plain-get',
+                     plain_conf('cg-plain-get', $port, $hub_port,
+                                single => 1),
+                     $port, 'plain', [ $GET ]);
+    my $plain = (callgrind_stages($dump))[1];
+
+    printf "\nwhere the GET's instructions go (callgrind, one process, %d"
+           . " requests after a\nwarm-up, user-space instructions per"
+           . " request):\n\n", $CG_REQUESTS;
+
+    my $row = "%-36s %12s %12s %10s\n";
+    my $per = sub { commify(int($_[0] / $CG_REQUESTS + 0.5)) };
+
+    printf $row, 'stage', 'read scope', 'read **', 'scope-**';
+    for my $s (sort { $stages{$b} <=> $stages{$a} } keys %stages) {
+        printf $row, $s, (map { $per->($_->{$s} // 0) } @stage),
+               $per->(($stage[0]{$s} // 0) - ($stage[1]{$s} // 0));
+    }
+    printf $row, 'gateway, total', (map { $per->($_) } @total),
+           $per->($total[0] - $total[1]);
+    printf $row, 'plain proxy_pass, total', $per->($plain), '', '';
+    printf $row, 'ratio scope/**', sprintf('%.3f', $total[0] / $total[1]),
+           '', '';
 }
 
 $HUB_WORKER = worker_of(start_nginx('hub', hub_conf($hub_port), $CPU_HUB,
@@ -1322,7 +1378,10 @@ if ($CG_REQUESTS && system('valgrind --version >/dev/null 2>&1') != 0) {
     print "\nno valgrind: no split by stage (make deps installs it)\n";
 
 } elsif ($CG_REQUESTS) {
-    stages();
+    stages_get()
+        if !$ENV{BENCH_BODIES} || $ENV{BENCH_BODIES} =~ /\bget\b/;
+    stages()
+        if !$ENV{BENCH_BODIES} || $ENV{BENCH_BODIES} =~ /\bpatch\b/;
 }
 
 stop_nginx($_) for keys %masters;

@@ -36,6 +36,13 @@
  *     "$metadata" below SOME or NONE, a metadata entry whose data is
  *     withheld, or a metadata entry asked SOME with no data member kept;
  *
+ *   - filtering a copy of the input in place differs (rc, output bytes,
+ *     count, record);
+ *
+ *   - a member the top hook was told of (rc 0) is not in the output, after
+ *     the one before it, as it was when told, or is not one "key":value
+ *     member for jansson (wrapped in braces);
+ *
  *   - report mode differs (rc, count, record) or writes anything; the
  *     record is not NUL-terminated printable ASCII without '"' and with
  *     '\' only in \xNN, or is not empty when nothing was withheld.
@@ -75,9 +82,22 @@ static void fuzz_filter_meta(const char *path, json_t *obj, int none,
     int inner);
 static char *fuzz_filter_join(const char *path, const char *key);
 static void fuzz_filter_fail(const char *what, const char *path);
+static void fuzz_filter_top_told(void *data, const unsigned char *member,
+    size_t len);
+static void fuzz_filter_tops_check(const unsigned char *out, size_t len);
 
 
-static uint64_t  fuzz_filter_seed;
+/* what the top hook was told, in order */
+typedef struct {
+    unsigned              n;
+    const unsigned char  *at[64];
+    size_t                len[64];
+    unsigned char        *copy[64];
+} fuzz_filter_tops_t;
+
+
+static uint64_t            fuzz_filter_seed;
+static fuzz_filter_tops_t  fuzz_filter_tops;
 
 
 int
@@ -99,9 +119,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     memset(&f, 0, sizeof(f));
     f.read = fuzz_filter_read;
+    f.top = fuzz_filter_top_told;
+    f.top_data = &fuzz_filter_tops;
     f.out = out;
 
+    fuzz_filter_tops.n = 0;
+
     rc = ngx_http_iothub_twin_filter(&f, data, size);
+
+    if (rc == 0) {
+        fuzz_filter_tops_check(out, f.out_len);
+    }
+
+    while (fuzz_filter_tops.n) {
+        free(fuzz_filter_tops.copy[--fuzz_filter_tops.n]);
+    }
 
     if (rc != 0 && rc != -1) {
         fuzz_filter_fail("rc neither 0 nor -1", NULL);
@@ -112,6 +144,27 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     fuzz_filter_record(&f);
+
+    /* in place, over a copy of the input */
+
+    memset(&g, 0, sizeof(g));
+    g.read = fuzz_filter_read;
+    g.out = malloc(size ? size : 1);
+
+    if (g.out == NULL) {
+        abort();
+    }
+
+    memcpy(g.out, data, size);
+
+    if (ngx_http_iothub_twin_filter(&g, g.out, size) != rc
+        || g.out_len != f.out_len || memcmp(g.out, out, f.out_len) != 0
+        || g.withheld != f.withheld || strcmp(g.first, f.first) != 0)
+    {
+        fuzz_filter_fail("in place differs", NULL);
+    }
+
+    free(g.out);
 
     /* report mode */
 
@@ -503,4 +556,71 @@ fuzz_filter_fail(const char *what, const char *path)
     fprintf(stderr, "%s%s%.300s\n", what, path ? ": " : "",
             path ? path : "");
     abort();
+}
+
+
+static void
+fuzz_filter_top_told(void *data, const unsigned char *member, size_t len)
+{
+    fuzz_filter_tops_t  *t = data;
+
+    if (t->n == 64) {
+        return;
+    }
+
+    t->copy[t->n] = malloc(len ? len : 1);
+    if (t->copy[t->n] == NULL) {
+        abort();
+    }
+
+    memcpy(t->copy[t->n], member, len);
+    t->at[t->n] = member;
+    t->len[t->n] = len;
+    t->n++;
+}
+
+
+static void
+fuzz_filter_tops_check(const unsigned char *out, size_t len)
+{
+    char                 *wrapped;
+    json_t               *j;
+    unsigned              i;
+    json_error_t          err;
+    const unsigned char  *prev;
+    fuzz_filter_tops_t   *t = &fuzz_filter_tops;
+
+    prev = out;
+
+    for (i = 0; i < t->n; i++) {
+        if (t->at[i] < prev || t->at[i] + t->len[i] > out + len
+            || memcmp(t->at[i], t->copy[i], t->len[i]) != 0)
+        {
+            fuzz_filter_fail("a top member is not where it was told", NULL);
+        }
+
+        prev = t->at[i] + t->len[i];
+
+        wrapped = malloc(t->len[i] + 2);
+        if (wrapped == NULL) {
+            abort();
+        }
+
+        wrapped[0] = '{';
+        memcpy(wrapped + 1, t->at[i], t->len[i]);
+        wrapped[t->len[i] + 1] = '}';
+
+        j = json_loadb(wrapped, t->len[i] + 2, JSON_ALLOW_NUL, &err);
+
+        if ((j == NULL && !fuzz_filter_jansson_limit(&err))
+            || (j != NULL && json_object_size(j) != 1))
+        {
+            fprintf(stderr, "member \"%.*s\"\n", (int) t->len[i],
+                    (const char *) t->at[i]);
+            fuzz_filter_fail("a top member is not one member", NULL);
+        }
+
+        json_decref(j);
+        free(wrapped);
+    }
 }

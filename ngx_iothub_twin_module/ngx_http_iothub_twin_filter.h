@@ -47,10 +47,23 @@
 typedef int (*ngx_http_iothub_twin_read_pt)(void *data,
     const unsigned char *path, size_t len);
 
+/*
+ * A member of the twin itself kept whole: its bytes in the output, from
+ * the key's opening quote to the end of the value ("key":value, with any
+ * whitespace the input had between them); they stay there when the
+ * filter returns 0.
+ */
+typedef void (*ngx_http_iothub_twin_top_pt)(void *data,
+    const unsigned char *member, size_t len);
+
 
 typedef struct {
     ngx_http_iothub_twin_read_pt   read;
     void                          *data;
+
+    /* when not NULL, called for each such member; not in report mode */
+    ngx_http_iothub_twin_top_pt    top;
+    void                          *top_data;
 
     /*
      * Non-zero: nothing is written, the verdicts are only counted (report
@@ -58,7 +71,11 @@ typedef struct {
      */
     unsigned                       report;
 
-    /* at least as many bytes as the input; the filtered twin goes here */
+    /*
+     * Where the filtered twin goes: at least as many bytes as the input,
+     * or the input itself (filtered in place: the output never overtakes
+     * the input; after -1 the input's bytes are undefined).
+     */
     unsigned char                 *out;
 
     /* results */

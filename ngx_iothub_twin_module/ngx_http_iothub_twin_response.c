@@ -12,6 +12,18 @@
 
 
 #define NGX_HTTP_IOTHUB_TWIN_RESPONSE_MAX  (1024 * 1024)
+#define NGX_HTTP_IOTHUB_TWIN_RESPONSE_TOPS  4
+
+
+/*
+ * The members of a filtered twin that the etag scan reads: its top-level
+ * "etag" and "version", as the read filter kept them.
+ */
+typedef struct {
+    ngx_uint_t   n;
+    ngx_uint_t   more;        /* more than fit: the whole twin is read */
+    ngx_str_t    member[NGX_HTTP_IOTHUB_TWIN_RESPONSE_TOPS];
+} ngx_http_iothub_twin_tops_t;
 
 
 static ngx_int_t ngx_http_iothub_twin_header_filter(ngx_http_request_t *r);
@@ -22,9 +34,13 @@ static ngx_int_t ngx_http_iothub_twin_hold(ngx_http_request_t *r,
 static ngx_int_t ngx_http_iothub_twin_release(ngx_http_request_t *r,
     ngx_http_iothub_twin_ctx_t *ctx, ngx_chain_t *rest);
 static ngx_int_t ngx_http_iothub_twin_twin_etag(ngx_http_request_t *r,
-    ngx_http_iothub_twin_ctx_t *ctx);
+    ngx_http_iothub_twin_ctx_t *ctx, ngx_str_t *twin);
 static ngx_int_t ngx_http_iothub_twin_read_scope(ngx_http_request_t *r,
-    ngx_http_iothub_twin_ctx_t *ctx);
+    ngx_http_iothub_twin_ctx_t *ctx, ngx_str_t *twin);
+static void ngx_http_iothub_twin_top(void *data, const unsigned char *member,
+    size_t len);
+static ngx_int_t ngx_http_iothub_twin_tops(ngx_http_request_t *r,
+    ngx_http_iothub_twin_tops_t *tops, ngx_str_t *twin);
 static ngx_int_t ngx_http_iothub_twin_bad_answer(ngx_http_request_t *r,
     ngx_http_iothub_twin_ctx_t *ctx, const char *why);
 
@@ -97,6 +113,7 @@ static ngx_int_t
 ngx_http_iothub_twin_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
     ngx_int_t                    rc;
+    ngx_str_t                    twin;
     ngx_uint_t                   last, flush;
     ngx_chain_t                 *cl;
     ngx_http_iothub_twin_ctx_t  *ctx;
@@ -164,10 +181,17 @@ ngx_http_iothub_twin_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return NGX_OK;
     }
 
-    rc = ngx_http_iothub_twin_twin_etag(r, ctx);
+    /*
+     * The read filter first: for a scoped caller it checks the whole twin
+     * strictly, and the etag scan then reads only the twin's "etag" and
+     * "version" members as the filter kept them (they are always read),
+     * not the whole twin a second time.
+     */
+
+    rc = ngx_http_iothub_twin_read_scope(r, ctx, &twin);
 
     if (rc == NGX_OK) {
-        rc = ngx_http_iothub_twin_read_scope(r, ctx);
+        rc = ngx_http_iothub_twin_twin_etag(r, ctx, &twin);
     }
 
     if (rc == NGX_DECLINED) {
@@ -281,17 +305,18 @@ ngx_http_iothub_twin_release(ngx_http_request_t *r,
 }
 
 
+/* the etag and version of the twin (what read_scope left in twin) */
+
 static ngx_int_t
 ngx_http_iothub_twin_twin_etag(ngx_http_request_t *r,
-    ngx_http_iothub_twin_ctx_t *ctx)
+    ngx_http_iothub_twin_ctx_t *ctx, ngx_str_t *twin)
 {
     u_char                            *p;
     ngx_table_elt_t                   *h;
     ngx_http_iothub_twin_twin_info_t   info;
 
-    if (ctx->resp_len == 0
-        || ngx_http_iothub_twin_twin_info(ctx->resp, ctx->resp_len, &info)
-           != 0)
+    if (twin->len == 0
+        || ngx_http_iothub_twin_twin_info(twin->data, twin->len, &info) != 0)
     {
         return NGX_DECLINED;
     }
@@ -318,7 +343,7 @@ ngx_http_iothub_twin_twin_etag(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    /* a copy: the held answer may be replaced by the read filter's */
+    /* a copy, in quotes for the header */
 
     p = ngx_pnalloc(r->pool, info.etag_len + 2);
     if (p == NULL) {
@@ -354,19 +379,25 @@ ngx_http_iothub_twin_twin_etag(ngx_http_request_t *r,
 
 /*
  * The twin the caller gets holds only what its rules let it read: one
- * streaming pass over the held answer into a buffer of the same size.  A
+ * streaming pass over the held answer, which it cuts down in place.  A
  * twin that cannot be parsed never reaches a scoped caller (NGX_DECLINED:
- * a 502).  In report mode the whole twin passes, and what would have been
- * withheld is counted and logged.
+ * a 502; the held bytes are then undefined, and nothing reads them).  In
+ * report mode the whole twin passes, and what would have been withheld is
+ * counted and logged.  twin: what the etag scan is to read, the held
+ * answer or, filtered, the members it needs.
  */
 
 static ngx_int_t
 ngx_http_iothub_twin_read_scope(ngx_http_request_t *r,
-    ngx_http_iothub_twin_ctx_t *ctx)
+    ngx_http_iothub_twin_ctx_t *ctx, ngx_str_t *twin)
 {
     u_char                         *p;
     size_t                          len;
+    ngx_http_iothub_twin_tops_t     tops;
     ngx_http_iothub_twin_filter_t   f;
+
+    twin->data = ctx->resp;
+    twin->len = ctx->resp_len;
 
     if (ctx->policy == NULL
         || ngx_http_iothub_twin_policy_read_all(ctx->policy))
@@ -377,14 +408,13 @@ ngx_http_iothub_twin_read_scope(ngx_http_request_t *r,
     ngx_memzero(&f, sizeof(ngx_http_iothub_twin_filter_t));
     f.read = ngx_http_iothub_twin_policy_read;
     f.data = ctx->policy;
+    f.top = ngx_http_iothub_twin_top;
+    f.top_data = &tops;
     f.report = ctx->policy->report;
+    f.out = ctx->resp;
 
-    if (!f.report) {
-        f.out = ngx_pnalloc(r->pool, ctx->resp_len);
-        if (f.out == NULL) {
-            return NGX_ERROR;
-        }
-    }
+    tops.n = 0;
+    tops.more = 0;
 
     if (ngx_http_iothub_twin_filter(&f, ctx->resp, ctx->resp_len) != 0) {
         return NGX_DECLINED;
@@ -422,13 +452,89 @@ ngx_http_iothub_twin_read_scope(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    ngx_pfree(r->pool, ctx->resp);
-
-    ctx->resp = f.out;
     ctx->resp_len = f.out_len;
 
     ngx_http_clear_content_length(r);
     r->headers_out.content_length_n = f.out_len;
+
+    twin->len = f.out_len;
+
+    return ngx_http_iothub_twin_tops(r, &tops, twin);
+}
+
+
+/*
+ * The filter's top hook: the members the etag scan reads.  Keys are
+ * compared as they are, as the scan compares them.
+ */
+
+static void
+ngx_http_iothub_twin_top(void *data, const unsigned char *member,
+    size_t len)
+{
+    ngx_http_iothub_twin_tops_t  *tops = data;
+
+    if (!(len > 6 && ngx_memcmp(member, "\"etag\"", 6) == 0)
+        && !(len > 9 && ngx_memcmp(member, "\"version\"", 9) == 0))
+    {
+        return;
+    }
+
+    if (tops->n == NGX_HTTP_IOTHUB_TWIN_RESPONSE_TOPS) {
+        tops->more = 1;
+        return;
+    }
+
+    tops->member[tops->n].data = (u_char *) member;
+    tops->member[tops->n].len = len;
+    tops->n++;
+}
+
+
+/*
+ * Those members, in their order, as an object of their own: the etag scan
+ * finds in it what it would find in the whole twin (it reads nothing else
+ * of it, and the filter has checked the rest).
+ */
+
+static ngx_int_t
+ngx_http_iothub_twin_tops(ngx_http_request_t *r,
+    ngx_http_iothub_twin_tops_t *tops, ngx_str_t *twin)
+{
+    u_char      *p;
+    size_t       len;
+    ngx_uint_t   i;
+
+    if (tops->more) {
+        return NGX_OK;
+    }
+
+    len = 2 + tops->n;
+
+    for (i = 0; i < tops->n; i++) {
+        len += tops->member[i].len;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    twin->data = p;
+
+    *p++ = '{';
+
+    for (i = 0; i < tops->n; i++) {
+        if (i) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, tops->member[i].data, tops->member[i].len);
+    }
+
+    *p++ = '}';
+
+    twin->len = p - twin->data;
 
     return NGX_OK;
 }

@@ -5,9 +5,10 @@
  * Unit tests of the read filter, TAP output.
  *
  * Part 1: a table of twins and scopes with the exact output, the count
- *         and the record of what was withheld; each case again in report
- *         mode (same count and record, nothing written, out NULL) and
- *         again over its own output (the filter is idempotent).
+ *         and the record of what was withheld; each case again in place
+ *         (the input its own output: the same result), in report mode
+ *         (same count and record, nothing written, out NULL) and again
+ *         over its own output (the filter is idempotent).
  * Part 2: syntax: invalid values of every class, in kept, dropped, walked
  *         and metadata positions, and whole texts that are not one JSON
  *         object, all -1; valid values in the same positions, kept
@@ -45,6 +46,11 @@
 #define ALL   NGX_HTTP_IOTHUB_TWIN_READ_ALL
 #define SOME  NGX_HTTP_IOTHUB_TWIN_READ_SOME
 
+/* how test_filter_run() runs the filter */
+#define TEST_FILTER_COPY      0
+#define TEST_FILTER_REPORT    1
+#define TEST_FILTER_IN_PLACE  2
+
 
 /* a scope: "path=A path=S ..." with a default for the other paths */
 typedef struct {
@@ -65,6 +71,15 @@ typedef struct {
 } test_filter_case_t;
 
 
+/* what the top hook was told: each member where it is, and a copy */
+typedef struct {
+    unsigned              calls;
+    const unsigned char  *at[16];
+    size_t                len[16];
+    char                  copy[16][256];
+} test_filter_tops_t;
+
+
 /* the reference's state: a predicate seed, the count and the record */
 typedef struct {
     uint64_t     seed;
@@ -78,12 +93,17 @@ typedef struct {
 static int test_filter_scope_read(void *data, const unsigned char *path,
     size_t len);
 static int test_filter_run(const char *in, size_t len, const char *scope,
-    int dflt, unsigned report, ngx_http_iothub_twin_filter_t *f,
+    int dflt, unsigned mode, ngx_http_iothub_twin_filter_t *f,
     unsigned char **out);
+static void test_filter_top(void *data, const unsigned char *member,
+    size_t len);
+static int test_filter_tops_ok(const unsigned char *out, size_t len);
 static void test_filter_table(void);
 static void test_filter_case(const test_filter_case_t *c);
+static void test_filter_tops(void);
 static void test_filter_syntax(void);
 static void test_filter_whole(void);
+static void test_filter_strings(void);
 static void test_filter_nesting(void);
 static void test_filter_commas(void);
 static void test_filter_first(void);
@@ -119,7 +139,8 @@ static json_t *test_filter_gen_section(void);
 static json_t *test_filter_gen_twin(void);
 
 
-static uint64_t  test_filter_seed = 20261111;
+static uint64_t            test_filter_seed = 20261111;
+static test_filter_tops_t  test_filter_told;
 
 
 int
@@ -133,8 +154,10 @@ main(void)
     }
 
     test_filter_table();
+    test_filter_tops();
     test_filter_syntax();
     test_filter_whole();
+    test_filter_strings();
     test_filter_nesting();
     test_filter_commas();
     test_filter_first();
@@ -182,11 +205,15 @@ test_filter_scope_read(void *data, const unsigned char *path, size_t len)
 }
 
 
-/* out: a buffer of exactly len bytes (freed by the caller), NULL in report */
+/*
+ * out: a buffer of exactly len bytes (freed by the caller), NULL in
+ * report; in place, that buffer holds a copy of the input and is filtered
+ * as its own output.
+ */
 
 static int
 test_filter_run(const char *in, size_t len, const char *scope, int dflt,
-    unsigned report, ngx_http_iothub_twin_filter_t *f, unsigned char **out)
+    unsigned mode, ngx_http_iothub_twin_filter_t *f, unsigned char **out)
 {
     static test_filter_scope_t  s;
 
@@ -198,10 +225,14 @@ test_filter_run(const char *in, size_t len, const char *scope, int dflt,
 
     f->read = test_filter_scope_read;
     f->data = &s;
-    f->report = report;
+    f->top = test_filter_top;
+    f->top_data = &test_filter_told;
+    f->report = (mode == TEST_FILTER_REPORT);
     f->out = NULL;
 
-    if (!report) {
+    test_filter_told.calls = 0;
+
+    if (!f->report) {
         f->out = malloc(len ? len : 1);
         if (f->out == NULL) {
             abort();
@@ -210,7 +241,61 @@ test_filter_run(const char *in, size_t len, const char *scope, int dflt,
 
     *out = f->out;
 
+    if (mode == TEST_FILTER_IN_PLACE) {
+        memcpy(f->out, in, len);
+        return ngx_http_iothub_twin_filter(f, f->out, len);
+    }
+
     return ngx_http_iothub_twin_filter(f, (const unsigned char *) in, len);
+}
+
+
+static void
+test_filter_top(void *data, const unsigned char *member, size_t len)
+{
+    test_filter_tops_t  *t = data;
+
+    if (t->calls < 16) {
+        t->at[t->calls] = member;
+        t->len[t->calls] = len;
+        snprintf(t->copy[t->calls], sizeof(t->copy[0]), "%.*s", (int) len,
+                 member);
+    }
+
+    t->calls++;
+}
+
+
+/*
+ * Each member the top hook was told of is in the output, one after the
+ * other, still as it was when told, and begins with a key.
+ */
+
+static int
+test_filter_tops_ok(const unsigned char *out, size_t len)
+{
+    unsigned             i;
+    const unsigned char  *prev;
+    test_filter_tops_t   *t = &test_filter_told;
+
+    prev = out;
+
+    for (i = 0; i < t->calls && i < 16; i++) {
+        if (t->at[i] < prev || t->at[i] + t->len[i] > out + len
+            || t->len[i] < 3 || t->at[i][0] != '"'
+            || (t->len[i] < sizeof(t->copy[0])
+                && memcmp(t->at[i], t->copy[i], t->len[i]) != 0))
+        {
+            printf("# member %u told at %d, %u bytes, of %u: '%s'\n", i,
+                   (int) (t->at[i] - out), (unsigned) t->len[i],
+                   (unsigned) len, t->copy[i]);
+            return 0;
+        }
+
+        prev = t->at[i] + t->len[i];
+    }
+
+    return 1;
 }
 
 
@@ -446,6 +531,25 @@ test_filter_case(const test_filter_case_t *c)
     snprintf(name, sizeof(name), "%s: rc", c->name);
     tap_ok(rc == (c->out ? 0 : -1), "%s", name);
 
+    if (rc == 0) {
+        snprintf(name, sizeof(name), "%s: top members", c->name);
+        tap_ok(test_filter_tops_ok(out, f.out_len), "%s", name);
+    }
+
+    /* in place: the same result, the same bytes at the input's start */
+
+    rc2 = test_filter_run(c->in, len, c->scope, c->dflt,
+                          TEST_FILTER_IN_PLACE, &g, &out2);
+
+    snprintf(name, sizeof(name), "%s: in place", c->name);
+    tap_ok(rc2 == rc && g.out_len == f.out_len && g.withheld == f.withheld
+           && strcmp(g.first, f.first) == 0
+           && (rc != 0 || (memcmp(out2, out, f.out_len) == 0
+                           && test_filter_tops_ok(out2, g.out_len))),
+           "%s", name);
+
+    free(out2);
+
     if (c->out == NULL) {
         snprintf(name, sizeof(name), "%s: nothing reported", c->name);
         tap_ok(f.out_len == 0 && f.withheld == 0 && f.first[0] == '\0',
@@ -472,7 +576,8 @@ test_filter_case(const test_filter_case_t *c)
 
     snprintf(name, sizeof(name), "%s: report mode", c->name);
     tap_ok(rc2 == rc && r.out_len == 0 && r.withheld == f.withheld
-           && strcmp(r.first, f.first) == 0, "%s", name);
+           && strcmp(r.first, f.first) == 0 && test_filter_told.calls == 0,
+           "%s", name);
 
     /* over its own output: the same bytes again */
 
@@ -488,6 +593,66 @@ test_filter_case(const test_filter_case_t *c)
 }
 
 
+/*
+ * The top hook: told of the twin's members kept whole, in order, with
+ * their bytes in the output (whitespace inside kept), copied or in place;
+ * not of members walked, dropped or below the top; not in report mode.
+ */
+
+static void
+test_filter_tops(void)
+{
+    int                             rc;
+    unsigned                        mode, i, ok;
+    unsigned char                  *out;
+    ngx_http_iothub_twin_filter_t   f;
+
+    static const char  in[] =
+        "{ \"deviceId\":\"d\",\"etag\" : \"AAA=\" , \"tags\":{\"a\":1},"
+        "\"status\":\"x\",\"version\":3,\"properties\":{\"desired\":"
+        "{\"a\":{\"b\":1}}},\"x509\":{\"p\":null} }";
+
+    static const char  scope[] = "deviceId=A etag=A version=A tags=S "
+                                 "tags.a=A properties=A x509=S x509.p=A";
+
+    static const char  *want[] = {
+        "\"deviceId\":\"d\"", "\"etag\" : \"AAA=\"", "\"version\":3",
+        "\"properties\":{\"desired\":{\"a\":{\"b\":1}}}"
+    };
+
+    for (mode = 0; mode < 3; mode++) {
+        rc = test_filter_run(in, sizeof(in) - 1, scope, NONE, mode, &f,
+                             &out);
+
+        ok = (rc == 0);
+
+        if (mode == TEST_FILTER_REPORT) {
+            ok = ok && test_filter_told.calls == 0;
+
+        } else {
+            ok = ok && test_filter_told.calls == 4
+                 && test_filter_tops_ok(out, f.out_len);
+
+            for (i = 0; ok && i < 4; i++) {
+                ok = strcmp(test_filter_told.copy[i], want[i]) == 0;
+
+                if (!ok) {
+                    printf("# member %u: '%s', want '%s'\n", i,
+                           test_filter_told.copy[i], want[i]);
+                }
+            }
+        }
+
+        free(out);
+
+        tap_ok(ok, "top hook: the members kept whole, in order, as they are "
+               "in the output%s",
+               mode == TEST_FILTER_REPORT ? " (report mode: none)"
+               : mode == TEST_FILTER_IN_PLACE ? ", in place" : "");
+    }
+}
+
+
 /* ------------------------------------------------------------- part 2 */
 
 
@@ -497,7 +662,7 @@ test_filter_syntax(void)
     int                             rc, ok, valid;
     char                            in[256], name[512];
     size_t                          i, k, t, len, vlen;
-    unsigned                        report;
+    unsigned                        mode;
     unsigned char                  *out;
     ngx_http_iothub_twin_filter_t   f;
 
@@ -547,12 +712,12 @@ test_filter_syntax(void)
     };
 
     for (t = 0; t < sizeof(places) / sizeof(places[0]); t++) {
-        for (report = 0; report < 2; report++) {
+        for (mode = 0; mode < 3; mode++) {
             ok = 1;
 
             for (k = 0; k < sizeof(invalid) / sizeof(invalid[0]); k++) {
                 len = snprintf(in, sizeof(in), places[t].tpl, invalid[k]);
-                rc = test_filter_run(in, len, places[t].scope, NONE, report,
+                rc = test_filter_run(in, len, places[t].scope, NONE, mode,
                                      &f, &out);
                 free(out);
 
@@ -564,19 +729,23 @@ test_filter_syntax(void)
 
             snprintf(name, sizeof(name), "%u invalid values %s%s: -1",
                      (unsigned) k, places[t].where,
-                     report ? ", report mode" : "");
+                     (mode == TEST_FILTER_REPORT) ? ", report mode"
+                     : (mode == TEST_FILTER_IN_PLACE) ? ", in place" : "");
             tap_ok(ok, "%s", name);
         }
 
         ok = 1;
 
-        for (k = 0; k < sizeof(valid_values) / sizeof(valid_values[0]); k++)
+        for (k = 0; k < 2 * sizeof(valid_values) / sizeof(valid_values[0]);
+             k++)
         {
-            len = snprintf(in, sizeof(in), places[t].tpl, valid_values[k]);
-            rc = test_filter_run(in, len, places[t].scope, NONE, 0, &f,
+            mode = (k & 1) ? TEST_FILTER_IN_PLACE : TEST_FILTER_COPY;
+            len = snprintf(in, sizeof(in), places[t].tpl,
+                           valid_values[k / 2]);
+            rc = test_filter_run(in, len, places[t].scope, NONE, mode, &f,
                                  &out);
 
-            vlen = strlen(valid_values[k]);
+            vlen = strlen(valid_values[k / 2]);
             valid = (rc == 0);
 
             /* a kept value is in the output verbatim */
@@ -584,7 +753,7 @@ test_filter_syntax(void)
                 valid = 0;
 
                 for (i = 0; i + vlen <= f.out_len; i++) {
-                    if (memcmp(out + i, valid_values[k], vlen) == 0) {
+                    if (memcmp(out + i, valid_values[k / 2], vlen) == 0) {
                         valid = 1;
                         break;
                     }
@@ -599,8 +768,8 @@ test_filter_syntax(void)
             free(out);
         }
 
-        snprintf(name, sizeof(name), "%u valid values %s: 0",
-                 (unsigned) k, places[t].where);
+        snprintf(name, sizeof(name), "%u valid values %s: 0 (copied and"
+                 " in place)", (unsigned) k / 2, places[t].where);
         tap_ok(ok, "%s", name);
     }
 }
@@ -652,6 +821,110 @@ test_filter_whole(void)
     }
 
     tap_ok(ok, "%s", "texts that are not one JSON object: -1");
+}
+
+
+/*
+ * Strings are scanned 64 bytes at a time from where the first one of a
+ * skipped value begins: a string at every offset from there (0 to 129
+ * bytes in), 0 to 80 bytes long, plain, with an escape, a non-ASCII
+ * sequence, a control byte, a bad escape or a byte that is not UTF-8 at
+ * every place in it, and near the end of the input or not: each valid one
+ * kept verbatim (and dropped), each invalid one -1.
+ */
+
+static void
+test_filter_strings(void)
+{
+    int                             rc, ok, valid;
+    char                            in[512], name[256];
+    size_t                          pad, blen, at, len, t, kind;
+    unsigned char                  *out;
+    ngx_http_iothub_twin_filter_t   f;
+
+    static const char  a[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    static const char  x[] = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                             "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+
+    /* what goes at offset at of the string; valid or not */
+    static const struct {
+        const char  *bytes;
+        const char  *label;
+        int          valid;
+    } inserts[] = {
+        { "", "nothing", 1 },
+        { "\\\"", "an escaped quote", 1 },
+        { "\\u00e9", "a \\u escape", 1 },
+        { "\xc3\xa9", "a 2-byte UTF-8 sequence", 1 },
+        { "\xf0\x9f\x98\x80", "a 4-byte UTF-8 sequence", 1 },
+        { "\x7f", "DEL", 1 },
+        { "\"", "a bare quote", 0 },
+        { "\x01", "a control byte", 0 },
+        { "\x1f", "the last control byte", 0 },
+        { "\\x", "a bad escape", 0 },
+        { "\xff", "a byte that is not UTF-8", 0 },
+        { "\xc3", "a cut UTF-8 sequence", 0 },
+    };
+
+    static const char  *tails[] = {
+        "", ",\"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+            "bbbbbbbbbbbbbbbbbbbb\""
+    };
+
+    for (kind = 0; kind < sizeof(inserts) / sizeof(inserts[0]); kind++) {
+        ok = 1;
+        valid = inserts[kind].valid;
+
+        for (pad = 0; pad < 130; pad += (pad < 70) ? 1 : 7) {
+            for (blen = 0; blen <= 80; blen += (blen < 20) ? 1 : 3) {
+                for (at = 0; at <= blen; at += (blen < 20) ? 1 : 5) {
+                    for (t = 0; t < 2; t++) {
+
+                        /* the first string anchors the scan */
+
+                        len = snprintf(in, sizeof(in),
+                                       "{\"d\":[\"%.*s\",\"%.*s%s%.*s\"%s]}",
+                                       (int) pad, a, (int) at, x,
+                                       inserts[kind].bytes, (int) (blen - at),
+                                       x, tails[t]);
+
+                        rc = test_filter_run(in, len, "d=A", NONE, 0, &f,
+                                             &out);
+
+                        if (rc != (valid ? 0 : -1)
+                            || (valid && (f.out_len != len
+                                          || memcmp(out, in, len) != 0)))
+                        {
+                            printf("# kept: rc %d for %s\n", rc, in);
+                            ok = 0;
+                        }
+
+                        free(out);
+
+                        rc = test_filter_run(in, len, "", NONE, 0, &f, &out);
+
+                        if (rc != (valid ? 0 : -1)
+                            || (valid && (f.out_len != 2
+                                          || memcmp(out, "{}", 2) != 0)))
+                        {
+                            printf("# dropped: rc %d for %s\n", rc, in);
+                            ok = 0;
+                        }
+
+                        free(out);
+                    }
+                }
+            }
+        }
+
+        snprintf(name, sizeof(name), "strings at every offset of the scan, "
+                 "with %s in them: %s", inserts[kind].label,
+                 valid ? "kept verbatim, or dropped" : "-1");
+        tap_ok(ok, "%s", name);
+    }
 }
 
 
@@ -1499,6 +1772,24 @@ test_filter_differential(void)
         if (ref.withheld > 0 && f.out_len > 2) {
             walked++;
         }
+
+        /* in place: the same result and bytes */
+        memset(&g, 0, sizeof(g));
+        g.read = test_filter_hash_read;
+        g.data = &ref;
+        g.out = malloc(len);
+        memcpy(g.out, text, len);
+
+        if (ngx_http_iothub_twin_filter(&g, g.out, len) != rc
+            || g.out_len != f.out_len || memcmp(g.out, out, f.out_len) != 0
+            || g.withheld != f.withheld || strcmp(g.first, f.first) != 0)
+        {
+            if (bad++ < 3) {
+                printf("# round %u: in place differs\n", i);
+            }
+        }
+
+        free(g.out);
 
         /* report mode agrees */
         memset(&g, 0, sizeof(g));
