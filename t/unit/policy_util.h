@@ -2,8 +2,9 @@
 /*
  * Copyright (C) ngx_iothub_twin developers
  *
- * What the policy unit tests share: short type names, and loading a
- * policy or finding a caller with a message when it fails.
+ * What the policy unit tests share: short type names, loading a policy
+ * or finding a caller with a message when it fails, and checking that a
+ * policy is refused with a given message.
  */
 
 
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "tap.h"
 #include "ngx_http_iothub_twin_policy.h"
 
 
@@ -44,6 +46,32 @@ caller(const policy_t *p, const char *name)
     return ngx_http_iothub_twin_policy_caller(p,
                                               (const unsigned char *) name,
                                               strlen(name));
+}
+
+
+
+/* the policy is refused with exactly this message */
+
+static inline void
+is_error(const char *json, const char *want)
+{
+    char       err[512], name[512];
+    policy_t  *p;
+
+    memset(err, 'x', sizeof(err));
+
+    p = ngx_http_iothub_twin_policy_parse("t.json", json, strlen(json), err,
+                                          sizeof(err));
+
+    snprintf(name, sizeof(name), "refused: %.400s", want);
+
+    if (p != NULL) {
+        tap_ok(0, "%s", name);
+        ngx_http_iothub_twin_policy_free(p);
+        return;
+    }
+
+    tap_is_str(err, strlen(err), want, name);
 }
 
 

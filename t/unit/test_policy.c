@@ -51,7 +51,6 @@ static void test_states(void);
 static int target(decision_t *d, const caller_t *c, int op,
     const char *device, const char *module);
 static int path(decision_t *d, const char *path, int is_delete);
-static void is_error(const char *json, const char *want);
 static void is_target(const caller_t *c, int op, const char *device,
     const char *module, const char *reason);
 static void is_path(const caller_t *c, int op, const char *device,
@@ -189,29 +188,6 @@ path(decision_t *d, const char *p, int is_delete)
 {
     return ngx_http_iothub_twin_policy_path(d, (const unsigned char *) p,
                                             strlen(p), is_delete);
-}
-
-
-static void
-is_error(const char *json, const char *want)
-{
-    char       err[512], name[512];
-    policy_t  *p;
-
-    memset(err, 'x', sizeof(err));
-
-    p = ngx_http_iothub_twin_policy_parse("t.json", json, strlen(json), err,
-                                          sizeof(err));
-
-    snprintf(name, sizeof(name), "refused: %.400s", want);
-
-    if (p != NULL) {
-        tap_ok(0, "%s", name);
-        ngx_http_iothub_twin_policy_free(p);
-        return;
-    }
-
-    tap_is_str(err, strlen(err), want, name);
 }
 
 

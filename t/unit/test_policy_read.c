@@ -56,7 +56,6 @@ static int read_node(decision_t *d, const char *path);
 static void is_nodes(const char *what, const policy_t *p, const char *name,
     int op, const char *device, const char *module, const node_t *nodes,
     size_t n);
-static void is_error(const char *json, const char *want);
 static const char *verdict_name(int v);
 
 
@@ -160,27 +159,6 @@ is_nodes(const char *what, const policy_t *p, const char *name, int op,
                    verdict_name(fresh_got));
         }
     }
-}
-
-
-static void
-is_error(const char *json, const char *want)
-{
-    char       err[512], name[512];
-    policy_t  *p;
-
-    p = ngx_http_iothub_twin_policy_parse("t.json", json, strlen(json), err,
-                                          sizeof(err));
-
-    snprintf(name, sizeof(name), "refused: %.400s", want);
-
-    if (p != NULL) {
-        tap_ok(0, "%s", name);
-        ngx_http_iothub_twin_policy_free(p);
-        return;
-    }
-
-    tap_is_str(err, strlen(err), want, name);
 }
 
 
