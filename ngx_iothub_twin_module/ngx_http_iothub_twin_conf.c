@@ -32,8 +32,6 @@ static char *ngx_http_iothub_twin_merge_single(ngx_conf_t *cf,
     ngx_http_iothub_twin_loc_conf_t *conf, ngx_http_core_loc_conf_t *clcf);
 static char *ngx_http_iothub_twin_merge_routes(ngx_conf_t *cf,
     ngx_http_iothub_twin_loc_conf_t *conf, ngx_http_core_loc_conf_t *clcf);
-static ngx_http_iothub_twin_hub_t *ngx_http_iothub_twin_find_hub(
-    ngx_http_iothub_twin_main_conf_t *imcf, u_char *name, size_t len);
 static char *ngx_http_iothub_twin_check_policy_hubs(ngx_conf_t *cf,
     ngx_http_iothub_twin_loc_conf_t *conf, ngx_http_core_loc_conf_t *clcf);
 static int ngx_http_iothub_twin_known_hub(void *data,
@@ -375,7 +373,9 @@ ngx_http_iothub_twin_merge_routes(ngx_conf_t *cf,
 }
 
 
-static ngx_http_iothub_twin_hub_t *
+/* a defined hub by its name, without case: for nginx -t and for routing */
+
+ngx_http_iothub_twin_hub_t *
 ngx_http_iothub_twin_find_hub(ngx_http_iothub_twin_main_conf_t *imcf,
     u_char *name, size_t len)
 {

@@ -835,7 +835,7 @@ ngx_http_iothub_twin_route_hub(ngx_http_request_t *r,
 {
     ngx_str_t                          name;
     ngx_uint_t                         i;
-    ngx_http_iothub_twin_hub_t        *hub, **hp;
+    ngx_http_iothub_twin_hub_t        *hub;
     ngx_http_iothub_twin_route_t      *rt;
     ngx_http_iothub_twin_target_t     *t;
     ngx_http_iothub_twin_main_conf_t  *imcf;
@@ -881,17 +881,8 @@ ngx_http_iothub_twin_route_hub(ngx_http_request_t *r,
         if (name.len) {
             imcf = ngx_http_get_module_main_conf(r,
                                                  ngx_http_iothub_twin_module);
-            hp = imcf->hubs.elts;
 
-            for (i = 0; i < imcf->hubs.nelts; i++) {
-                if (hp[i]->name.len == name.len
-                    && ngx_strncasecmp(hp[i]->name.data, name.data, name.len)
-                       == 0)
-                {
-                    hub = hp[i];
-                    break;
-                }
-            }
+            hub = ngx_http_iothub_twin_find_hub(imcf, name.data, name.len);
 
             if (hub == NULL) {
                 ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,

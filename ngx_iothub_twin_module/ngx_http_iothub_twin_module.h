@@ -282,6 +282,8 @@ char *ngx_http_iothub_twin_hub_define(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_iothub_twin_route(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_http_iothub_twin_hub_t *ngx_http_iothub_twin_find_hub(
+    ngx_http_iothub_twin_main_conf_t *imcf, u_char *name, size_t len);
 char *ngx_http_iothub_twin_identity(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_iothub_twin_callers(ngx_conf_t *cf, ngx_command_t *cmd,
