@@ -15,6 +15,14 @@
 #define NGX_HTTP_IOTHUB_TWIN_MAX_BODY      131072
 
 
+/* what the check of a policy's hubs knows: the location, the hubs */
+
+typedef struct {
+    ngx_http_iothub_twin_loc_conf_t   *conf;
+    ngx_http_iothub_twin_main_conf_t  *imcf;
+} ngx_http_iothub_twin_known_hub_t;
+
+
 static ngx_command_t *ngx_http_iothub_twin_find_command(ngx_conf_t *cf,
     ngx_module_t **module, const char *module_name, ngx_str_t *name);
 static char *ngx_http_iothub_twin_proxy_directive(ngx_conf_t *cf,
@@ -406,8 +414,9 @@ static char *
 ngx_http_iothub_twin_check_policy_hubs(ngx_conf_t *cf,
     ngx_http_iothub_twin_loc_conf_t *conf, ngx_http_core_loc_conf_t *clcf)
 {
-    char         err[512];
-    const char  *suffix;
+    char                              err[512];
+    const char                       *suffix;
+    ngx_http_iothub_twin_known_hub_t  known;
 
     if (conf->callers == NULL) {
         return NGX_CONF_OK;
@@ -423,12 +432,14 @@ ngx_http_iothub_twin_check_policy_hubs(ngx_conf_t *cf,
         suffix = "(no \"iothub_twin_route\" of this location names it)";
     }
 
-    conf->main = ngx_http_conf_get_module_main_conf(cf,
+    known.conf = conf;
+    known.imcf = ngx_http_conf_get_module_main_conf(cf,
                                                 ngx_http_iothub_twin_module);
 
     if (ngx_http_iothub_twin_policy_check_hubs(conf->callers->policy,
                                                ngx_http_iothub_twin_known_hub,
-                                               conf, suffix, err, sizeof(err))
+                                               &known, suffix, err,
+                                               sizeof(err))
         != 0)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -445,10 +456,13 @@ static int
 ngx_http_iothub_twin_known_hub(void *data, const unsigned char *name,
     size_t len)
 {
-    ngx_http_iothub_twin_loc_conf_t *conf = data;
+    ngx_http_iothub_twin_known_hub_t *known = data;
 
-    ngx_uint_t                     i;
-    ngx_http_iothub_twin_route_t  *rt;
+    ngx_uint_t                        i;
+    ngx_http_iothub_twin_route_t     *rt;
+    ngx_http_iothub_twin_loc_conf_t  *conf;
+
+    conf = known->conf;
 
     if (conf->single) {
         return conf->single->name.len == len
@@ -458,7 +472,7 @@ ngx_http_iothub_twin_known_hub(void *data, const unsigned char *name,
     }
 
     if (conf->route_value) {
-        return ngx_http_iothub_twin_find_hub(conf->main, (u_char *) name,
+        return ngx_http_iothub_twin_find_hub(known->imcf, (u_char *) name,
                                              len)
                != NULL;
     }

@@ -168,8 +168,6 @@ typedef struct {
     ngx_flag_t                       routed;
     ngx_array_t                     *routes;    /* route_t */
     ngx_http_complex_value_t        *route_value;
-    ngx_http_iothub_twin_main_conf_t
-                                    *main;
 
     ngx_uint_t                       identity;
     ngx_flag_t                       mtls_cn;
