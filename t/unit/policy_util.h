@@ -4,7 +4,7 @@
  *
  * What the policy unit tests share: short type names, loading a policy
  * or finding a caller with a message when it fails, and checking that a
- * policy is refused with a given message.
+ * policy is refused, or a target decided, as expected.
  */
 
 
@@ -72,6 +72,33 @@ is_error(const char *json, const char *want)
     }
 
     tap_is_str(err, strlen(err), want, name);
+}
+
+
+
+/* a target decision is what reason says: NULL allowed, else refused so */
+
+static inline void
+target_verdict(int rc, const decision_t *d, const char *name,
+    const char *reason)
+{
+    if (reason == NULL) {
+        tap_ok(rc == 0 && d->allowed && d->target_ok && d->reason[0] == '\0',
+               "%s", name);
+
+        if (rc != 0) {
+            printf("#   reason: %s\n", d->reason);
+        }
+
+        return;
+    }
+
+    if (rc != -1 || d->allowed || d->target_ok) {
+        tap_ok(0, "%s", name);
+        return;
+    }
+
+    tap_is_str(d->reason, strlen(d->reason), reason, name);
 }
 
 

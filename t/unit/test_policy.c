@@ -208,23 +208,7 @@ is_target(const caller_t *c, int op, const char *device, const char *module,
              module ? "/" : "", module ? module : "",
              reason ? reason : "allowed");
 
-    if (reason == NULL) {
-        tap_ok(rc == 0 && d.allowed && d.target_ok && d.reason[0] == '\0',
-               "%s", name);
-
-        if (rc != 0) {
-            printf("#   reason: %s\n", d.reason);
-        }
-
-        return;
-    }
-
-    if (rc != -1 || d.allowed || d.target_ok) {
-        tap_ok(0, "%s", name);
-        return;
-    }
-
-    tap_is_str(d.reason, strlen(d.reason), reason, name);
+    target_verdict(rc, &d, name, reason);
 }
 
 
