@@ -886,7 +886,8 @@ def parse_fail(fail):
             "count": count, "remaining": count, "message": message}
 
 
-ANSWER_MODES = ("cut", "stall", "not_json", "etag", "chunked", "huge")
+ANSWER_MODES = ("cut", "stall", "not_json", "etag", "chunked", "huge",
+                "spaced")
 
 
 def parse_answer(answer):
@@ -922,6 +923,10 @@ def faulty_body(fault, body):
     if mode == "huge":
         return (b'{"deviceId":"pad","pad":"' + b"a" * (1024 * 1024 + 16)
                 + b'"}')
+    if mode == "spaced":
+        # the same twin, indented: valid JSON with whitespace everywhere
+        return json.dumps(json.loads(body), indent=2,
+                          ensure_ascii=False).encode() + b"\n"
     if mode == "etag":
         doc = json.loads(body)
         marker = b'"etag":' + json.dumps(doc["etag"]).encode()

@@ -395,6 +395,7 @@ ngx_http_iothub_twin_read_scope(ngx_http_request_t *r,
 {
     u_char                         *p;
     size_t                          len;
+    ngx_uint_t                      whole;
     ngx_http_iothub_twin_tops_t     tops;
     ngx_http_iothub_twin_filter_t   f;
 
@@ -416,44 +417,43 @@ ngx_http_iothub_twin_read_scope(ngx_http_request_t *r,
      * cheaper than the scan's own walk over the whole twin.
      */
 
-    if (ctx->policy == NULL
-        || ngx_http_iothub_twin_policy_read_all(ctx->policy))
-    {
+    whole = (ctx->policy == NULL
+             || ngx_http_iothub_twin_policy_read_all(ctx->policy));
+
+    if (whole) {
         f.read = ngx_http_iothub_twin_read_whole;
 
-        if (ngx_http_iothub_twin_filter(&f, ctx->resp, ctx->resp_len) != 0) {
-            return NGX_DECLINED;
-        }
-
-        return ngx_http_iothub_twin_tops(r, &tops, twin);
+    } else {
+        f.read = ngx_http_iothub_twin_policy_read;
+        f.data = ctx->policy;
+        f.report = ctx->policy->report;
     }
-
-    f.read = ngx_http_iothub_twin_policy_read;
-    f.data = ctx->policy;
-    f.report = ctx->policy->report;
 
     if (ngx_http_iothub_twin_filter(&f, ctx->resp, ctx->resp_len) != 0) {
         return NGX_DECLINED;
     }
 
-    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ctx->withheld.data = p;
-    ctx->withheld.len = ngx_sprintf(p, "%ui", (ngx_uint_t) f.withheld) - p;
-
-    len = ngx_strlen(f.first);
-
-    if (len) {
-        ctx->withheld_paths.data = ngx_pnalloc(r->pool, len);
-        if (ctx->withheld_paths.data == NULL) {
+    if (!whole) {
+        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (p == NULL) {
             return NGX_ERROR;
         }
 
-        ngx_memcpy(ctx->withheld_paths.data, f.first, len);
-        ctx->withheld_paths.len = len;
+        ctx->withheld.data = p;
+        ctx->withheld.len = ngx_sprintf(p, "%ui", (ngx_uint_t) f.withheld)
+                            - p;
+
+        len = ngx_strlen(f.first);
+
+        if (len) {
+            ctx->withheld_paths.data = ngx_pnalloc(r->pool, len);
+            if (ctx->withheld_paths.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(ctx->withheld_paths.data, f.first, len);
+            ctx->withheld_paths.len = len;
+        }
     }
 
     if (f.report) {
@@ -467,6 +467,8 @@ ngx_http_iothub_twin_read_scope(ngx_http_request_t *r,
 
         return NGX_OK;
     }
+
+    /* kept whole or cut down, the twin is what the filter wrote */
 
     ctx->resp_len = f.out_len;
 

@@ -112,6 +112,25 @@ $t->hub_reset;
 $r = $t->patch('/twins/dev1', { tags => { after => 1 } });
 is($r->{status}, 200, 'after the faults: 200');
 
+# a twin with whitespace between and around its members (valid JSON): the
+# caller gets the same twin, and a Content-Length that is its length
+
+for my $method ('GET', 'PATCH') {
+    $t->hub_reset;
+    my $r = $method eq 'GET'
+        ? with_fault({ mode => 'spaced' }, method => 'GET',
+                     path => '/twins/dev1')
+        : with_fault({ mode => 'spaced' });
+    my $hub = $t->hub_twin('dev1');
+    is($r->{status}, 200, "spaced twin, $method: 200");
+    is($r->{headers}{'content-length'}, length $r->{body},
+       "spaced twin, $method: Content-Length is the body's length");
+    is_deeply($r->{json}, $hub, "spaced twin, $method: the hub's twin")
+        or diag($r->{body});
+    is($r->{headers}{etag}, qq{"$hub->{etag}"}, "spaced twin, $method: ETag");
+    last_status();
+}
+
 # the same for a scoped caller, whose answer the read filter cuts down
 # before the etag is looked for in what it kept
 
