@@ -120,10 +120,29 @@ sub secret {
 
 # the hub emulator; name => 'hub2' starts the second hub beside the first
 # (ports hub2 and hub2_control, log hub2-requests.jsonl)
+#
+# A free port is picked, then closed, before the emulator binds it, so
+# another process may take it in between: the emulator is started again
+# on new ports when its address is in use.
 sub start_emulator {
     my ($self, %opts) = @_;
 
     my $name = $opts{name} || 'hub';
+    my $control_name = $name ne 'hub' ? "${name}_control" : 'control';
+
+    for my $try (1 .. 5) {
+        my $error = $self->try_emulator(%opts, name => $name);
+        return unless defined $error;
+        die $error unless $error =~ /Address already in use/ && $try < 5;
+        delete $self->{ports}{$_} for $name, $control_name;
+    }
+}
+
+# starts it once: undef when it is up, else why not
+sub try_emulator {
+    my ($self, %opts) = @_;
+
+    my $name = $opts{name};
     my $second = $name ne 'hub';
 
     my $https = $self->port($name);
@@ -161,15 +180,20 @@ sub start_emulator {
         $line .= $buf;
     }
 
-    die "hub emulator did not start: $line\n"
-        . $self->read_file('emulator.log')
-        unless $line =~ /^hub-emulator ready/;
+    if ($line !~ /^hub-emulator ready/) {
+        kill 'TERM', $pid;
+        waitpid($pid, 0);
+        return "hub emulator did not start: $line\n"
+            . $self->read_file(($second ? "$name-" : '') . 'emulator.log');
+    }
 
     if ($second) {
         $self->{emulators}{$name} = { pid => $pid, fh => $out };
     } else {
         $self->{emulator} = { pid => $pid, fh => $out };
     }
+
+    return undef;
 }
 
 # the control port of the first hub, or with a name, of that one
